@@ -1,0 +1,317 @@
+"""Removing weights: which to remove, masks, bias compensation, and the report.
+
+Masks are PyTorch's own reparametrisation (``torch.nn.utils.prune``): the layer keeps
+``weight_orig`` and a ``weight_mask`` buffer and applies their product, so training after
+pruning cannot bring a removed weight back, and :func:`make_permanent` turns the result into
+plain parameters with ``prune.remove``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ._layers import effective_weight, kept_mask, linear_layers
+from .importance import check_method, compute_importance
+
+SCOPES = ("global", "layer")
+
+
+@dataclass
+class LayerReport:
+    """What pruning did to one ``nn.Linear`` layer.
+
+    Attributes
+    ----------
+    name : str
+        The layer's name in ``module.named_modules()``.
+    n_weights : int
+        Weights of the layer (biases never count).
+    n_removed : int
+        Weights absent after pruning, including those removed before this call.
+    n_removed_now : int
+        Weights removed by this call.
+    bias_shift : torch.Tensor or None
+        Total shift added to the layer's bias by this call, or ``None`` if not compensated.
+    """
+
+    name: str
+    n_weights: int
+    n_removed: int
+    n_removed_now: int
+    bias_shift: torch.Tensor | None = None
+
+    @property
+    def sparsity(self) -> float:
+        return self.n_removed / self.n_weights
+
+
+@dataclass
+class PruningReport:
+    """Result of :func:`prune_model`: what was removed, where, and how long it took."""
+
+    method: str
+    ratio: float
+    scope: str
+    compensated: bool
+    steps: int
+    layers: list[LayerReport] = field(default_factory=list)
+    time_s: float = 0.0
+
+    @property
+    def n_weights(self) -> int:
+        return sum(layer.n_weights for layer in self.layers)
+
+    @property
+    def n_removed(self) -> int:
+        return sum(layer.n_removed for layer in self.layers)
+
+    @property
+    def n_removed_now(self) -> int:
+        return sum(layer.n_removed_now for layer in self.layers)
+
+    @property
+    def sparsity(self) -> float:
+        """Achieved fraction of removed weights over all layers."""
+        return self.n_removed / self.n_weights
+
+    def to_dict(self) -> dict:
+        """Plain-Python summary (no tensors), e.g. for logging or a DataFrame."""
+        return {
+            "method": self.method,
+            "ratio": self.ratio,
+            "scope": self.scope,
+            "compensated": self.compensated,
+            "steps": self.steps,
+            "n_weights": self.n_weights,
+            "n_removed": self.n_removed,
+            "sparsity": self.sparsity,
+            "time_s": self.time_s,
+            "layers": {
+                layer.name: {
+                    "n_weights": layer.n_weights,
+                    "n_removed": layer.n_removed,
+                    "sparsity": layer.sparsity,
+                    "bias_shift_norm": None
+                    if layer.bias_shift is None
+                    else float(layer.bias_shift.norm()),
+                }
+                for layer in self.layers
+            },
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.method} pruning to {self.ratio:.3g} ({self.scope}, {self.steps} step(s), "
+            f"compensation {'on' if self.compensated else 'off'}): removed {self.n_removed} of "
+            f"{self.n_weights} weights ({self.sparsity:.1%}) in {self.time_s:.2f} s"
+        ]
+        for layer in self.layers:
+            lines.append(
+                f"  {layer.name or '<module>'}: {layer.n_removed}/{layer.n_weights} "
+                f"({layer.sparsity:.1%})"
+            )
+        return "\n".join(lines)
+
+
+def _check_ratio(ratio) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise ValueError(f"ratio must be a number in [0, 1); got {ratio!r}.")
+    return float(ratio)
+
+
+def select_kept_weights(
+    scores: list[torch.Tensor], kept: list[torch.Tensor], ratio: float, scope: str = "global"
+) -> list[torch.Tensor]:
+    """Masks keeping all but the ``round(ratio * n)`` least important weights.
+
+    Weights already absent (``kept`` False) count towards the removed ones and are never
+    brought back, so pruning again to a higher ratio removes only the difference. Ties are
+    broken by position, so the count is exact. ``scope="global"`` ranks all layers together,
+    ``"layer"`` removes ``round(ratio * n_l)`` from each layer.
+    """
+    if scope == "layer":
+        return [select_kept_weights([s], [k], ratio, "global")[0] for s, k in zip(scores, kept)]
+    if scope != "global":
+        raise ValueError(f"Unknown scope {scope!r}; expected one of {SCOPES}.")
+    flat_scores = torch.cat([s.detach().reshape(-1).double().cpu() for s in scores])
+    flat_kept = torch.cat([k.reshape(-1).cpu() for k in kept])
+    flat_scores[~flat_kept] = -torch.inf
+    n_remove = max(int(round(ratio * flat_scores.numel())), int((~flat_kept).sum()))
+    order = torch.argsort(flat_scores, stable=True)
+    flat_keep = torch.ones_like(flat_kept)
+    flat_keep[order[:n_remove]] = False
+    masks, start = [], 0
+    for k in kept:
+        masks.append(flat_keep[start : start + k.numel()].view_as(k).to(k.device))
+        start += k.numel()
+    return masks
+
+
+def apply_mask(layer: nn.Linear, keep: torch.Tensor) -> None:
+    """Mask ``layer.weight`` through ``torch.nn.utils.prune`` (combined with any earlier mask)."""
+    prune.custom_from_mask(layer, "weight", mask=keep)
+
+
+def add_bias_shift(layer: nn.Linear, shifts: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """Add to each bias the sum of the shifts of its unit's removed weights; return that sum.
+
+    The jointly optimal shift for several removed weights of one unit is the sum of their
+    individual shifts, since the linearised problem is linear in the shift.
+    """
+    total = (shifts * removed.to(shifts.dtype)).sum(1)
+    if layer.bias is None:
+        raise ValueError(
+            f"{layer} has no bias to compensate with; pass compensate=False to prune it."
+        )
+    with torch.no_grad():
+        layer.bias.add_(total.to(layer.bias.dtype))
+    return total
+
+
+def _prune_once(module, layers, X, y, ratio, scope, compensate, score_options) -> list:
+    """One scoring pass and one masking step to ``ratio``; returns per-layer (removed, shift)."""
+    importance = compute_importance(module, X, y, **score_options)
+    kept = [kept_mask(layer) for layer in layers]
+    keep = select_kept_weights(importance.scores, kept, ratio, scope)
+    results = []
+    for index, layer in enumerate(layers):
+        removed_now = kept[index] & ~keep[index]
+        apply_mask(layer, keep[index])
+        shift = None
+        if compensate:
+            shift = add_bias_shift(layer, importance.bias_shifts[index], removed_now)
+        results.append((int(removed_now.sum()), shift))
+    return results
+
+
+def step_ratios(ratio: float, steps: int, start: float = 0.0) -> list[float]:
+    """Ratios after each step of a geometric schedule from sparsity ``start`` to ``ratio``.
+
+    The kept fraction shrinks by the same factor at every step, so each step removes the
+    same share of what is left: kept after step t = (1-start) * ((1-ratio)/(1-start))^(t/steps).
+    """
+    if int(steps) < 1:
+        raise ValueError(f"steps must be a positive integer; got {steps!r}.")
+    kept_start, kept_end = 1.0 - start, 1.0 - ratio
+    return [
+        1.0 - kept_start * (kept_end / kept_start) ** (t / steps) for t in range(1, steps + 1)
+    ][:-1] + [ratio]
+
+
+def prune_model(
+    module: nn.Module,
+    X,
+    y=None,
+    *,
+    ratio: float,
+    method: str = "ec",
+    scope: str = "global",
+    compensate: bool | None = None,
+    steps: int = 1,
+    loss=None,
+    batch_size: int = 1024,
+    output_metric: str = "euclidean",
+    random_state=None,
+) -> PruningReport:
+    """Score, remove and compensate the weights of ``module`` in place.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any module whose ``nn.Linear`` layers are each applied once per sample. Its weights
+        are masked through ``torch.nn.utils.prune``; see :func:`make_permanent`.
+    X : array-like or torch.Tensor of shape (n_samples, n_features)
+        Data for the scores' expectations. Never modified.
+    y : array-like or torch.Tensor, default=None
+        Targets, for methods that need the loss (``"gradient_magnitude"``).
+    ratio : float in [0, 1)
+        Fraction of all weights (biases excluded) absent after pruning, counting those
+        already removed. Exactly ``round(ratio * n_weights)`` are absent afterwards (or
+        ``round(ratio * n_l)`` per layer with ``scope="layer"``).
+    method : str, default="ec"
+        A key of :data:`sk_ecprune.SCORERS`.
+    scope : {"global", "layer"}, default="global"
+        Rank all weights together, or prune every layer by ``ratio``.
+    compensate : bool or None, default=None
+        Add the method's bias shifts for removed weights. ``None`` compensates whenever the
+        method has shifts (``"ec"``, ``"nonlinear"``).
+    steps : int, default=1
+        Reach ``ratio`` in this many steps of a geometric schedule, re-scoring and
+        re-compensating the pruned network at each step.
+    loss, batch_size, output_metric, random_state
+        Passed to the scoring method; see :func:`sk_ecprune.score_weights`.
+
+    Returns
+    -------
+    report : PruningReport
+    """
+    start_time = time.perf_counter()
+    ratio = _check_ratio(ratio)
+    check_method(method)
+    if scope not in SCOPES:
+        raise ValueError(f"Unknown scope {scope!r}; expected one of {SCOPES}.")
+    named = linear_layers(module)
+    layers = [layer for _, layer in named]
+    has_shifts = method in ("ec", "nonlinear")
+    if compensate is None:
+        compensate = has_shifts and all(layer.bias is not None for layer in layers)
+    elif compensate and not has_shifts:
+        raise ValueError(
+            f"method={method!r} has no bias compensation; use compensate=None or False, "
+            "or a compensating method ('ec', 'nonlinear')."
+        )
+    score_options = dict(
+        method=method,
+        loss=loss,
+        batch_size=batch_size,
+        output_metric=output_metric,
+        random_state=random_state,
+    )
+    before = [kept_mask(layer) for layer in layers]
+    start_sparsity = 1 - sum(int(k.sum()) for k in before) / sum(k.numel() for k in before)
+    shifts = [None] * len(layers)
+    for step_ratio in step_ratios(ratio, steps, min(start_sparsity, ratio)):
+        for index, (_, shift) in enumerate(
+            _prune_once(module, layers, X, y, step_ratio, scope, compensate, score_options)
+        ):
+            if shift is not None:
+                shifts[index] = shift if shifts[index] is None else shifts[index] + shift
+    report = PruningReport(method, ratio, scope, bool(compensate), int(steps))
+    for (name, layer), kept_before, shift in zip(named, before, shifts):
+        kept_after = kept_mask(layer)
+        report.layers.append(
+            LayerReport(
+                name,
+                kept_after.numel(),
+                int((~kept_after).sum()),
+                int((kept_before & ~kept_after).sum()),
+                shift,
+            )
+        )
+    report.time_s = time.perf_counter() - start_time
+    return report
+
+
+def make_permanent(module: nn.Module) -> nn.Module:
+    """Fold every pruning mask into its weight: plain parameters, zeros where removed.
+
+    The result has no pruning hooks or buffers, so it pickles, deep-copies and loads into an
+    unpruned module of the same architecture. Returns ``module`` for chaining.
+    """
+    for _, layer in linear_layers(module):
+        if prune.is_pruned(layer):
+            prune.remove(layer, "weight")
+    return module
+
+
+def layer_sparsity(module: nn.Module) -> dict[str, float]:
+    """Fraction of zero weights in each ``nn.Linear`` layer, by layer name."""
+    return {
+        name: float((effective_weight(layer) == 0).double().mean())
+        for name, layer in linear_layers(module)
+    }
