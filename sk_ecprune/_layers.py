@@ -186,37 +186,41 @@ def forward_recorded(module: nn.Module, recorder: LayerRecorder, Xb: torch.Tenso
     return out.reshape(out.shape[0], -1)
 
 
-def output_jacobians(output: torch.Tensor, preacts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-sample derivatives of every output with respect to every pre-activation.
+def output_sensitivities(
+    output: torch.Tensor, preacts: list[torch.Tensor], metric: str = "euclidean"
+) -> list[torch.Tensor]:
+    """``s_i(x)``, per layer: how much a shift of pre-activation ``a_i`` moves the output.
 
-    Returns, per layer, a tensor ``J`` of shape ``(n_outputs, n_samples, units)`` with
-    ``J[k, n, i] = d y_k(x_n) / d a_i(x_n)``. One backward pass per output: since each layer is
-    applied once per sample, the gradient of the batch sum of ``y_k`` holds the per-sample
-    derivatives. (``vmap`` over ``jacrev`` would batch these passes, but fails on ``nn.PReLU``.)
+    With ``J[k, i] = d y_k / d a_i`` at one sample: ``"euclidean"`` gives ``s_i = sum_k J_ki^2``;
+    ``"fisher"`` gives ``s_i = J_i^T F J_i`` with the softmax Fisher ``F = diag(p) - p p^T`` of
+    the logits ``output``, i.e. ``sum_k p_k J_ki^2 - (sum_k p_k J_ki)^2``, which measures the
+    change of the predicted class probabilities instead of the logits.
+
+    One backward pass per output: since each layer is applied once per sample, the gradient
+    of the batch sum of ``y_k`` holds the per-sample derivatives. The sums are accumulated
+    pass by pass, so the full Jacobian is never stored. (``vmap`` over ``jacrev`` would batch
+    the passes, but fails on ``nn.PReLU``.)
     """
+    if metric not in ("euclidean", "fisher"):
+        raise ValueError(f"Unknown output_metric {metric!r}; expected 'euclidean' or 'fisher'.")
     n_outputs = output.shape[1]
-    per_output = []
+    weights = torch.softmax(output.detach(), dim=1) if metric == "fisher" else None
+    squares = [torch.zeros_like(a) for a in preacts]
+    means = [torch.zeros_like(a) for a in preacts] if metric == "fisher" else None
     for k in range(n_outputs):
         grads = torch.autograd.grad(
             output[:, k].sum(), preacts, retain_graph=k < n_outputs - 1, allow_unused=True
         )
-        per_output.append(
-            [torch.zeros_like(a) if g is None else g for g, a in zip(grads, preacts)]
-        )
-    return [torch.stack([g[layer] for g in per_output]) for layer in range(len(preacts))]
-
-
-def output_sensitivity(jacobian: torch.Tensor, output: torch.Tensor, metric: str) -> torch.Tensor:
-    """``s_i(x)``: how much a shift of pre-activation ``a_i`` moves the output, in ``metric``.
-
-    ``"euclidean"``: ``s_i = sum_k J_ki^2``. ``"fisher"``: ``s_i = J_i^T F J_i`` with the
-    softmax Fisher ``F = diag(p) - p p^T`` of the logits ``output``, which measures the change
-    of the predicted class probabilities instead of the logits.
-    """
-    if metric == "euclidean":
-        return jacobian.square().sum(0)
-    if metric == "fisher":
-        p = torch.softmax(output.detach(), dim=1).T.unsqueeze(-1)  # (n_outputs, n_samples, 1)
-        centred = jacobian - (p * jacobian).sum(0, keepdim=True)
-        return (p * centred.square()).sum(0)
-    raise ValueError(f"Unknown output_metric {metric!r}; expected 'euclidean' or 'fisher'.")
+        for layer, g in enumerate(grads):
+            if g is None:
+                continue
+            if weights is None:
+                squares[layer] += g.square()
+            else:
+                p = weights[:, k : k + 1]
+                squares[layer] += p * g.square()
+                means[layer] += p * g
+    if means is None:
+        return squares
+    # sum_k p_k (J_k - mean)^2 is a variance: never negative, but rounding can make it so
+    return [(sq - m.square()).clamp_min(0) for sq, m in zip(squares, means)]

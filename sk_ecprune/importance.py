@@ -33,8 +33,7 @@ from ._layers import (
     forward_recorded,
     linear_layers,
     module_device_dtype,
-    output_jacobians,
-    output_sensitivity,
+    output_sensitivities,
 )
 from ._nonlinear import input_means, nonlinear_output_change
 
@@ -131,9 +130,9 @@ def ec_statistics(
     with LayerRecorder(layers) as recorder:
         for Xb, _ in data:
             output = forward_recorded(module, recorder, Xb)
-            jacobians = output_jacobians(output, recorder.outputs)
-            for stat, z, jac in zip(stats, recorder.inputs, jacobians):
-                stat.update(output_sensitivity(jac, output, output_metric), z)
+            sensitivities = output_sensitivities(output, recorder.outputs, output_metric)
+            for stat, z, s in zip(stats, recorder.inputs, sensitivities):
+                stat.update(s, z)
             recorder.clear()
     return stats
 
