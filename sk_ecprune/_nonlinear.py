@@ -73,6 +73,21 @@ def _perturbed_outputs(module, layer, Xb, hook, replicate) -> torch.Tensor:
     return out.reshape(n_copies, Xb.shape[0], -1)
 
 
+def _needs_replication(module, layer, data, rows, cols, values, means) -> bool:
+    """Whether copying only the layer's output breaks the module (it mixes in tensors of the
+    original batch size, e.g. through a residual connection), so the input must be copied."""
+    Xb, _ = next(iter(data))
+    Xb = Xb[:2]
+    pair = slice(0, 2)
+    hook = _PerturbOneUnit(rows[pair].repeat(2)[:2], cols[pair].repeat(2)[:2],
+                           values[pair].repeat(2)[:2], means, Xb.shape[0])
+    try:
+        _perturbed_outputs(module, layer, Xb, hook, replicate=False)
+    except RuntimeError:
+        return True
+    return False
+
+
 def nonlinear_output_change(
     module: nn.Module,
     layers: list[nn.Linear],
@@ -83,33 +98,32 @@ def nonlinear_output_change(
 ) -> torch.Tensor:
     """``E[|y - y_pruned|^2]`` for every weight of ``layers[index]`` removed on its own.
 
-    Weights already zero score 0. The first batch tries copying only the layer's output;
-    if the module combines that output with tensors of the original batch size (a residual
-    connection, say), the whole input batch is replicated instead, which is slower but
-    works for any module.
+    Weights already zero score 0. Only the layer's output is copied where the module allows
+    it; if the module combines that output with tensors of the original batch size (a
+    residual connection, say), the whole input batch is replicated instead, which is slower
+    but works for any module.
     """
     layer = layers[index]
     weight = effective_weight(layer)
     rows, cols = weight.nonzero(as_tuple=True)
     values = weight[rows, cols]
     scores = torch.zeros_like(weight, dtype=torch.float64)
-    widest = max(max(l.in_features, l.out_features) for l in layers)
-    chunk = max(1, _CHUNK_ELEMENTS // (data.batch_size * widest))
+    if len(rows) == 0:
+        return scores
     with torch.no_grad():
         references = [module(Xb).reshape(Xb.shape[0], -1) for Xb, _ in data]
-    replicate = False
+    replicate = _needs_replication(module, layer, data, rows, cols, values, means)
+    # Copies of the tail's activations (or of everything, when replicating) bound the chunk.
+    widths = [l.out_features for l in layers[index:]]
+    if replicate:
+        widths += [l.in_features for l in layers] + [data.X.shape[1]]
+    chunk = max(1, _CHUNK_ELEMENTS // (data.batch_size * max(widths)))
     for start in range(0, len(rows), chunk):
         part = slice(start, start + chunk)
         change = torch.zeros(len(rows[part]), dtype=torch.float64, device=weight.device)
         for (Xb, _), reference in zip(data, references):
             hook = _PerturbOneUnit(rows[part], cols[part], values[part], means, Xb.shape[0])
-            try:
-                outputs = _perturbed_outputs(module, layer, Xb, hook, replicate)
-            except RuntimeError:
-                if replicate:
-                    raise
-                replicate = True
-                outputs = _perturbed_outputs(module, layer, Xb, hook, replicate)
+            outputs = _perturbed_outputs(module, layer, Xb, hook, replicate)
             change += _output_change(outputs - reference, reference, metric)
         scores[rows[part], cols[part]] = change / data.n_samples
     return scores
