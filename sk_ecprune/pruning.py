@@ -36,7 +36,8 @@ class LayerReport:
     n_removed_now : int
         Weights removed by this call.
     bias_shift : torch.Tensor or None
-        Total shift added to the layer's bias by this call, or ``None`` if not compensated.
+        Total shift added to the layer's bias by this call (on the CPU, whatever the
+        module's device, so that a report outlives its GPU), or ``None`` if not compensated.
     """
 
     name: str
@@ -290,7 +291,7 @@ def prune_model(
                 kept_after.numel(),
                 int((~kept_after).sum()),
                 int((kept_before & ~kept_after).sum()),
-                shift,
+                None if shift is None else shift.detach().cpu(),
             )
         )
     report.time_s = time.perf_counter() - start_time

@@ -1,0 +1,64 @@
+"""The multilayer perceptron trained by the estimators.
+
+A plain stack of ``nn.Linear`` layers with an activation between them and none after the
+last one (regression outputs or classification logits), which is what the pruning engine
+expects: every ``nn.Linear`` is applied once per sample.
+"""
+
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "MLP"]
+
+#: Activation name -> factory of the ``nn.Module`` applied after each hidden layer.
+ACTIVATIONS = {
+    "identity": nn.Identity,
+    "logistic": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "prelu": nn.PReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+class MLP(nn.Module):
+    """Fully connected network ``n_features -> hidden_layer_sizes -> n_outputs``.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input features.
+
+    n_outputs : int
+        Number of outputs (targets for regression, classes for classification).
+
+    hidden_layer_sizes : sequence of int, default=(64, 64)
+        Width of each hidden layer; empty for a linear model.
+
+    activation : str, default="prelu"
+        Name of the hidden activation, a key of :data:`ACTIVATIONS`. ``"prelu"`` learns
+        one negative slope per hidden layer.
+
+    Attributes
+    ----------
+    layers : torch.nn.Sequential
+        ``Linear, activation, Linear, activation, ..., Linear``.
+    """
+
+    def __init__(self, n_features, n_outputs, hidden_layer_sizes=(64, 64), activation="prelu"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}."
+            )
+        widths = [int(n_features), *(int(w) for w in hidden_layer_sizes), int(n_outputs)]
+        blocks = []
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            blocks.append(nn.Linear(n_in, n_out))
+            if i < len(widths) - 2:
+                blocks.append(ACTIVATIONS[activation]())
+        self.layers = nn.Sequential(*blocks)
+
+    def forward(self, X):
+        """Return the network outputs (logits for a classifier) for a batch ``X``."""
+        return self.layers(X)
