@@ -8,10 +8,15 @@ The package has two halves that do not know each other:
   engine, and fine-tune, inside one scikit-learn ``fit``.
 """
 
+from .display import PruningCurveDisplay
+from .estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from .importance import SCORERS, register_scorer, score_weights
 from .pruning import PruningReport, layer_sparsity, make_permanent, prune_model
 
 __all__ = [
+    "PrunedMLPClassifier",
+    "PrunedMLPRegressor",
+    "PruningCurveDisplay",
     "SCORERS",
     "PruningReport",
     "layer_sparsity",
