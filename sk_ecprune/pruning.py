@@ -8,6 +8,7 @@ plain parameters with ``prune.remove``.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -126,31 +127,63 @@ def _check_ratio(ratio) -> float:
 
 
 def select_kept_weights(
-    scores: list[torch.Tensor], kept: list[torch.Tensor], ratio: float, scope: str = "global"
+    scores: list[torch.Tensor],
+    kept: list[torch.Tensor],
+    ratio: float,
+    scope: str = "global",
+    layer_floor: float = 0.0,
 ) -> list[torch.Tensor]:
     """Masks keeping all but the ``round(ratio * n)`` least important weights.
 
     Weights already absent (``kept`` False) count towards the removed ones and are never
     brought back, so pruning again to a higher ratio removes only the difference. Ties are
     broken by position, so the count is exact. ``scope="global"`` ranks all layers together,
-    ``"layer"`` removes ``round(ratio * n_l)`` from each layer.
+    ``"layer"`` removes ``round(ratio * n_l)`` from each layer. ``layer_floor`` (global
+    scope) keeps at least that fraction of every layer: a global ranking can otherwise
+    empty a layer whose scores are small in absolute terms, cutting the network in two.
     """
     if scope == "layer":
         return [select_kept_weights([s], [k], ratio, "global")[0] for s, k in zip(scores, kept)]
     if scope != "global":
         raise ValueError(f"Unknown scope {scope!r}; expected one of {SCOPES}.")
-    flat_scores = torch.cat([s.detach().reshape(-1).double().cpu() for s in scores])
-    flat_kept = torch.cat([k.reshape(-1).cpu() for k in kept])
-    flat_scores[~flat_kept] = -torch.inf
-    n_remove = max(int(round(ratio * flat_scores.numel())), int((~flat_kept).sum()))
+    ranked = [_removal_priority(s, k) for s, k in zip(scores, kept)]
+    if layer_floor > 0:
+        ranked = [_protect_layer_floor(r, k, layer_floor) for r, k in zip(ranked, kept)]
+    flat_scores = torch.cat([r.reshape(-1) for r in ranked])
+    n_absent = sum(int((~k).sum()) for k in kept)
+    n_remove = max(int(round(ratio * flat_scores.numel())), n_absent)
+    n_removable = int((flat_scores < torch.inf).sum())
+    if n_remove > n_removable:
+        raise ValueError(
+            f"Cannot remove {n_remove} weights (ratio={ratio}) while keeping layer_floor="
+            f"{layer_floor} of every layer: at most {n_removable} can go. Lower layer_floor "
+            "or the ratio."
+        )
     order = torch.argsort(flat_scores, stable=True)
-    flat_keep = torch.ones_like(flat_kept)
+    flat_keep = torch.ones(flat_scores.numel(), dtype=torch.bool)
     flat_keep[order[:n_remove]] = False
     masks, start = [], 0
     for k in kept:
         masks.append(flat_keep[start : start + k.numel()].view_as(k).to(k.device))
         start += k.numel()
     return masks
+
+
+def _removal_priority(scores: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Scores on the CPU in float64, absent weights first (-inf)."""
+    ranked = scores.detach().double().cpu().clone()
+    ranked[~kept.cpu()] = -torch.inf
+    return ranked
+
+
+def _protect_layer_floor(ranked: torch.Tensor, kept: torch.Tensor, floor: float) -> torch.Tensor:
+    """Mark (+inf) the best ``ceil(floor * n_l)`` weights of a layer as never removable."""
+    n = ranked.numel()
+    n_protected = min(math.ceil(floor * n - 1e-9), int(kept.sum()))
+    order = torch.argsort(ranked.reshape(-1), stable=True, descending=True)
+    protected = ranked.clone().reshape(-1)
+    protected[order[:n_protected]] = torch.inf
+    return protected.view_as(ranked)
 
 
 def apply_mask(layer: nn.Linear, keep: torch.Tensor) -> None:
@@ -174,11 +207,11 @@ def add_bias_shift(layer: nn.Linear, shifts: torch.Tensor, removed: torch.Tensor
     return total
 
 
-def _prune_once(module, layers, X, y, ratio, scope, compensate, score_options) -> list:
+def _prune_once(module, layers, X, y, ratio, scope, layer_floor, compensate, score_options):
     """One scoring pass and one masking step to ``ratio``; returns per-layer (removed, shift)."""
     importance = compute_importance(module, X, y, **score_options)
     kept = [kept_mask(layer) for layer in layers]
-    keep = select_kept_weights(importance.scores, kept, ratio, scope)
+    keep = select_kept_weights(importance.scores, kept, ratio, scope, layer_floor)
     results = []
     for index, layer in enumerate(layers):
         removed_now = kept[index] & ~keep[index]
@@ -188,6 +221,18 @@ def _prune_once(module, layers, X, y, ratio, scope, compensate, score_options) -
             shift = add_bias_shift(layer, importance.bias_shifts[index], removed_now)
         results.append((int(removed_now.sum()), shift))
     return results
+
+
+def _check_floor_allows_ratio(layers, ratio, layer_floor):
+    """Refuse before touching the module if the floor makes ``ratio`` unreachable."""
+    sizes = [layer.weight.numel() for layer in layers]
+    removable = sum(n - math.ceil(layer_floor * n - 1e-9) for n in sizes)
+    if round(ratio * sum(sizes)) > removable:
+        raise ValueError(
+            f"ratio={ratio} removes {round(ratio * sum(sizes))} weights, but keeping "
+            f"layer_floor={layer_floor} of every layer leaves only {removable} removable. "
+            "Lower layer_floor or the ratio."
+        )
 
 
 def step_ratios(ratio: float, steps: int, start: float = 0.0) -> list[float]:
@@ -214,6 +259,7 @@ def prune_model(
     scope: str = "global",
     compensate: bool | None = None,
     steps: int = 1,
+    layer_floor: float = 0.0,
     loss=None,
     batch_size: int = 1024,
     output_metric: str = "euclidean",
@@ -244,6 +290,8 @@ def prune_model(
     steps : int, default=1
         Reach ``ratio`` in this many steps of a geometric schedule, re-scoring and
         re-compensating the pruned network at each step.
+    layer_floor : float in [0, 1), default=0.0
+        With ``scope="global"``, keep at least this fraction of every layer's weights.
     loss, batch_size, output_metric, random_state
         Passed to the scoring method; see :func:`sk_ecprune.score_weights`.
 
@@ -256,8 +304,11 @@ def prune_model(
     check_method(method)
     if scope not in SCOPES:
         raise ValueError(f"Unknown scope {scope!r}; expected one of {SCOPES}.")
+    if isinstance(layer_floor, bool) or not 0 <= layer_floor < 1:
+        raise ValueError(f"layer_floor must be a number in [0, 1); got {layer_floor!r}.")
     named = linear_layers(module)
     layers = [layer for _, layer in named]
+    _check_floor_allows_ratio(layers, ratio, layer_floor if scope == "global" else 0.0)
     has_shifts = method in ("ec", "nonlinear")
     if compensate is None:
         compensate = has_shifts and all(layer.bias is not None for layer in layers)
@@ -278,7 +329,9 @@ def prune_model(
     shifts = [None] * len(layers)
     for step_ratio in step_ratios(ratio, steps, min(start_sparsity, ratio)):
         for index, (_, shift) in enumerate(
-            _prune_once(module, layers, X, y, step_ratio, scope, compensate, score_options)
+            _prune_once(
+                module, layers, X, y, step_ratio, scope, layer_floor, compensate, score_options
+            )
         ):
             if shift is not None:
                 shifts[index] = shift if shifts[index] is None else shifts[index] + shift

@@ -1,6 +1,7 @@
 """Masks, exact sparsity, bias compensation, schedules and permanence."""
 
 import copy
+import math
 import io
 import pickle
 
@@ -258,3 +259,28 @@ def test_bad_arguments_are_named(kwargs, message):
         prune_model(module, _data(), **kwargs)
     assert not prune.is_pruned(module)
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_layer_floor_keeps_a_fraction_of_every_layer_in_global_scope():
+    # The last layer's scores are tiny: a plain global ranking empties it first.
+    scores = [torch.full((4, 5), 10.0) + torch.arange(20.0).view(4, 5), torch.full((2, 4), 1e-6)]
+    kept = [torch.ones(4, 5, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool)]
+    plain = select_kept_weights(scores, kept, 0.5)
+    assert int(plain[1].sum()) == 0
+    floored = select_kept_weights(scores, kept, 0.5, layer_floor=0.25)
+    assert int(floored[1].sum()) == 2  # ceil(0.25 * 8)
+    assert sum(int((~m).sum()) for m in floored) == 14  # still round(0.5 * 28)
+    # the weights that went instead are the least important of the other layer
+    assert (~floored[0]).reshape(-1)[:8].all() and floored[0].reshape(-1)[8:].all()
+
+
+def test_layer_floor_holds_through_prune_model_and_an_impossible_floor_is_refused():
+    module = _model()
+    report = prune_model(module, _data(), ratio=0.9, method="ec", layer_floor=0.05, steps=3)
+    assert report.n_removed == round(0.9 * 164)
+    for layer in report.layers:
+        assert layer.n_weights - layer.n_removed >= math.ceil(0.05 * layer.n_weights)
+    fresh = _model()
+    with pytest.raises(ValueError, match="layer_floor=0.5"):
+        prune_model(fresh, _data(), ratio=0.9, layer_floor=0.5)
+    assert not prune.is_pruned(fresh)
