@@ -58,6 +58,12 @@ def _as_tensor(data, name: str) -> torch.Tensor:
     return torch.as_tensor(np.asarray(data))
 
 
+def _check_finite(X: torch.Tensor) -> torch.Tensor:
+    if X.is_floating_point() and not torch.isfinite(X).all():
+        raise ValueError("X contains NaN or infinite values; the scores would be meaningless.")
+    return X
+
+
 @dataclass
 class ScoringData:
     """The data a scoring method streams through the module, in batches.
@@ -86,8 +92,8 @@ class ScoringData:
             raise ValueError(
                 f"X must have shape (n_samples, n_features) with n_samples >= 1; got {tuple(X.shape)}."
             )
-        if X.is_floating_point() and not torch.isfinite(X).all():
-            raise ValueError("X contains NaN or infinite values; the scores would be meaningless.")
+        _check_finite(X[:1])  # the rest is checked batch by batch: a whole-array check
+        # would allocate temporaries as large as X.
         if y is not None:
             y = _as_tensor(y, "y")
             if y.shape[0] != X.shape[0]:
@@ -105,7 +111,7 @@ class ScoringData:
     def __iter__(self):
         for start in range(0, self.n_samples, self.batch_size):
             stop = start + self.batch_size
-            Xb = self.X[start:stop].to(self.device, self.dtype, non_blocking=True)
+            Xb = _check_finite(self.X[start:stop].to(self.device, self.dtype, non_blocking=True))
             yb = None if self.y is None else self.y[start:stop].to(self.device, non_blocking=True)
             yield Xb, yb
 
