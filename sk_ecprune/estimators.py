@@ -16,10 +16,12 @@ from skorch.history import History
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
+from ._cache import fit_dense_cached
+from ._data import TensorBatchIterator, TensorDataset, fast_net_class
 from ._module import ACTIVATIONS, MLP
 from ._validation import (
     OPTIMIZERS,
@@ -97,6 +99,22 @@ default="prelu"
     verbose : int, default=0
         0 is silent; 1 prints skorch's epoch table for both phases and one line for
         the pruning step.
+
+    memory : str, joblib.Memory or None, default=None
+        Cache of the trained dense network, as ``Pipeline(memory=...)``: a directory or
+        a :class:`joblib.Memory`. Fits that differ only in ``prune_ratio``, ``method``,
+        ``scope``, ``finetune_epochs``, ``output_metric`` or ``verbose`` (for example
+        the grid points of a ``GridSearchCV`` on one fold) train the dense network once
+        and load it afterwards; any other parameter, the data, the seed, the versions
+        of Python, torch, skorch, scikit-learn or numpy, or sk_ecprune's source start
+        a new entry.
+        A cached fit is bit for bit the uncached one (on CPU, with the same thread
+        settings): the entry also restores torch's random state after training. Used
+        only with an int (or RandomState) ``random_state``; with None every fit differs
+        and nothing is cached. An entry that cannot be read or fails its checksum is
+        trained again with a warning. Entries are not removed automatically (clear
+        them with ``joblib.Memory(path).clear()``); on a filesystem shared by all
+        workers, the cache serves a distributed search.
 """
 
 _ATTRIBUTES_DOC = """
@@ -148,6 +166,7 @@ class _BasePrunedMLP(BaseEstimator):
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "memory": [None, str, HasMethods(["cache"])],
     }
 
     def __init__(
@@ -167,6 +186,7 @@ class _BasePrunedMLP(BaseEstimator):
         device="cpu",
         random_state=None,
         verbose=0,
+        memory=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -183,6 +203,7 @@ class _BasePrunedMLP(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.memory = memory
 
     # ----------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -210,7 +231,7 @@ class _BasePrunedMLP(BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         with _seeded_torch(seed, device):
             self.net_ = self._build_net(sizes, device, seed)
-            self._fit_dense(X_t, y_t)
+            self._fit_dense(X_t, y_t, seed)
             self._prune(X_t, y_t, seed)
             self._finetune(X_t, y_t)
         self._finalize()
@@ -223,14 +244,21 @@ class _BasePrunedMLP(BaseEstimator):
         if isinstance(optimizer, str):
             optimizer = OPTIMIZERS[optimizer]
             kwargs["optimizer__weight_decay"] = self.weight_decay
+            if _has_fused_kernels(device):
+                # one kernel per step for all parameters instead of one per tensor and
+                # operation: on small networks the optimizer step costs as much as the
+                # forward and backward passes together
+                kwargs["optimizer__fused"] = True
         elif self.weight_decay:
             kwargs["optimizer__weight_decay"] = self.weight_decay
+        net_class, data_kwargs = _data_path(self._net_class, device)
+        kwargs.update(data_kwargs)
         train_split = None
         if self.validation_fraction is not None:
             train_split = ValidSplit(
                 self.validation_fraction, stratified=self._stratify, random_state=seed
             )
-        return self._net_class(
+        return net_class(
             module=MLP,
             module__n_features=self.n_features_in_,
             module__n_outputs=self._n_net_outputs,
@@ -249,9 +277,27 @@ class _BasePrunedMLP(BaseEstimator):
             **kwargs,
         )
 
-    def _fit_dense(self, X, y):
-        """Stage 1: initialise and train the dense network for ``max_epochs``."""
-        self.net_.fit(X, y)
+    def _fit_dense(self, X, y, seed):
+        """Stage 1: initialise and train the dense network for ``max_epochs``.
+
+        With ``memory`` and a fixed ``random_state``, the trained network (module,
+        optimizer, history and torch's random state after training) is loaded from the
+        cache when an equal dense stage was trained before, else trained and stored; see
+        :mod:`sk_ecprune._cache`. Runs inside ``fit``'s seeded torch context.
+        """
+        fixed_seed = self.random_state is not None and self.random_state is not np.random
+        if self.memory is None or not fixed_seed:
+            self.net_.fit(X, y)
+        else:
+            memory = check_memory(self.memory)
+            hit = fit_dense_cached(memory, self, self.net_, X, y, seed)
+            if hit and self.verbose:
+                last = self.net_.history[-1]
+                print(
+                    f"Dense network loaded from the cache (memory): {len(self.net_.history)} "
+                    f"epochs, train loss {last['train_loss']:.4f}",
+                    flush=True,
+                )
         self.history_dense_ = self.net_.history
 
     def _prune(self, X, y, seed):
@@ -301,10 +347,14 @@ class _BasePrunedMLP(BaseEstimator):
         self.layer_sparsity_ = dict(layer_sparsity(module))
 
     def _training_loss(self, X, y):
-        """Mean criterion of the current network on the training data."""
-        out = self.net_.forward(X, training=False, device="cpu")
+        """Mean criterion of the current network on the training data.
+
+        Computed where the network is: batches of ``max(batch_size, 1024)`` sliced from
+        the data on the net's device, outputs kept there, one scalar back.
+        """
+        out = self.net_.forward(X, training=False, device=self.net_.device)
         with torch.no_grad():
-            return float(self.net_.criterion_(out, y))
+            return float(self.net_.criterion_(out, y.to(out.device)))
 
     def _print_pruning_line(self, elapsed):
         report = self.pruning_report_
@@ -329,6 +379,32 @@ class _BasePrunedMLP(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float32)
         out = self.net_.forward(to_tensor(X), training=False, device="cpu")
         return out.numpy().astype(np.float64)
+
+
+def _has_fused_kernels(device):
+    """Whether torch's fused optimizer kernels (``fused=True``) run on ``device``."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    try:
+        return device.type in _get_fused_kernels_supported_devices()
+    except Exception:  # a private torch helper: if it moves, train unfused
+        return False
+
+
+def _data_path(net_class, device):
+    """skorch net class and options of the tensor data path (see :mod:`sk_ecprune._data`).
+
+    The training data are held as tensors on ``device`` and batches are sliced from them,
+    through skorch's ``dataset``, ``iterator_train``/``iterator_valid`` and ``train_step``;
+    the batches are those of skorch's default path.
+    """
+    options = {
+        "dataset": TensorDataset,
+        "dataset__device": str(device),
+        "iterator_train": TensorBatchIterator,
+        "iterator_valid": TensorBatchIterator,
+    }
+    return fast_net_class(net_class), options
 
 
 @contextlib.contextmanager
@@ -489,6 +565,7 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
         device="cpu",
         random_state=None,
         verbose=0,
+        memory=None,
         output_metric="euclidean",
     ):
         super().__init__(
@@ -507,6 +584,7 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
             device=device,
             random_state=random_state,
             verbose=verbose,
+            memory=memory,
         )
         self.output_metric = output_metric
 
