@@ -8,14 +8,19 @@ small, fast networks of tabular data that per-sample work costs more than the ar
 This module plugs into skorch's own extension points instead of bypassing skorch:
 
 * :class:`TensorDataset` (skorch's ``dataset``) converts ``X`` and ``y`` to tensors once, on
-  the net's device, sharing memory with C-contiguous numpy input where it can;
+  the net's device (:meth:`TensorNetMixin.get_dataset` passes it), sharing memory with
+  C-contiguous numpy input where it can;
 * :class:`TensorBatchIterator` (``iterator_train`` / ``iterator_valid``) makes each batch
   with one slice, or one ``index_select`` when shuffled or inside a validation
   :class:`torch.utils.data.Subset`;
-* :class:`TensorNetMixin` (``train_step``) takes one optimizer step without the closure
-  machinery that only multi-evaluation optimizers (LBFGS) need, and without per-batch
-  bookkeeping that changes nothing (re-setting training mode, announcing gradients to
-  no listener).
+* :class:`TensorNetMixin` (``train_step``, ``run_single_epoch``) takes one optimizer
+  step without the closure machinery that only multi-evaluation optimizers (LBFGS) need,
+  and without per-batch bookkeeping that changes nothing (re-setting training mode,
+  calling callback methods that are no-ops, torch's profiler scopes around
+  ``zero_grad`` and Adam's ``step``); on an accelerator it reads the batch losses once
+  per pass instead of synchronising after every batch.
+
+Measured in ``benchmarks/bench_training.py`` (numbers in ``benchmarks/README.md``).
 
 Batches are *identical* to those of skorch's default path: the iterator draws its random
 numbers from torch's global generator exactly as a ``DataLoader`` with a
@@ -28,6 +33,8 @@ goes through a plain ``DataLoader``, as skorch would do.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
@@ -35,7 +42,7 @@ from skorch.callbacks import Callback
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.dataset import get_len, unpack_data
 from skorch.history import History
-from skorch.utils import TeeGenerator
+from skorch.utils import TeeGenerator, is_dataset
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, Subset
 
 __all__ = [
@@ -236,6 +243,89 @@ class TensorBatchIterator:
                 yield X_block[start:stop], None if y is None else y_block[start:stop]
 
 
+_ADAM_ARGUMENTS = frozenset(
+    "params grads exp_avgs exp_avg_sqs max_exp_avg_sqs state_steps foreach capturable "
+    "differentiable fused grad_scale found_inf has_complex decoupled_weight_decay amsgrad "
+    "beta1 beta2 lr weight_decay eps maximize".split()
+)
+
+
+def _functional_adam():
+    """``torch.optim.adam.adam`` if its signature is the one :func:`_adam_step` calls."""
+    try:
+        from torch.optim import optimizer as optimizer_module
+        from torch.optim.adam import adam
+
+        hooks = (
+            optimizer_module._global_optimizer_pre_hooks,
+            optimizer_module._global_optimizer_post_hooks,
+        )
+        if set(inspect.signature(adam).parameters) != _ADAM_ARGUMENTS:
+            return None, None, ()
+        return adam, inspect.unwrap(torch.optim.Adam.step), hooks
+    except Exception:  # another torch: always use optimizer.step()
+        return None, None, ()
+
+
+_ADAM, _ADAM_STEP, _GLOBAL_STEP_HOOKS = _functional_adam()
+
+
+def _adam_step(optimizer):
+    """``optimizer.step()`` for Adam and AdamW, through torch's functional ``adam``.
+
+    ``Optimizer.step`` spends more time around the update than in it on small networks
+    (profiler scope, hook dispatch, gathering the state lists); this makes the same call
+    of ``torch.optim.adam.adam`` with the same arguments that ``Adam.step`` makes, so the
+    update is bit for bit the same. It applies only when that is certain: ``Adam.step``
+    (or AdamW's, which is Adam's) unchanged, the functional signature this code was
+    written against, no step hooks, state already initialised (the first step goes
+    through ``optimizer.step()``), no ``differentiable``/``capturable`` options, dense
+    gradients. Returns False, having done nothing, in every other case.
+    """
+    if _ADAM is None or inspect.unwrap(type(optimizer).step) is not _ADAM_STEP:
+        return False
+    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+        return False
+    if any(_GLOBAL_STEP_HOOKS):
+        return False
+    calls = []
+    for group in optimizer.param_groups:
+        if group["differentiable"] or group["capturable"]:
+            return False
+        params = [p for p in group["params"] if p.grad is not None]
+        states = [optimizer.state.get(p) for p in params]
+        if any(not state or p.grad.is_sparse for p, state in zip(params, states)):
+            return False
+        calls.append((group, params, states))
+    with torch.no_grad():
+        for group, params, states in calls:
+            beta1, beta2 = group["betas"]
+            _ADAM(
+                params,
+                [p.grad for p in params],
+                [state["exp_avg"] for state in states],
+                [state["exp_avg_sq"] for state in states],
+                [state["max_exp_avg_sq"] for state in states] if group["amsgrad"] else [],
+                [state["step"] for state in states],
+                amsgrad=group["amsgrad"],
+                has_complex=any(torch.is_complex(p) for p in params),
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=group["maximize"],
+                foreach=group["foreach"],
+                capturable=group["capturable"],
+                differentiable=group["differentiable"],
+                fused=group["fused"],
+                grad_scale=getattr(optimizer, "grad_scale", None),
+                found_inf=getattr(optimizer, "found_inf", None),
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+            )
+    return True
+
+
 class TensorNetMixin:
     """skorch net mixin: the same training step with less Python per batch.
 
@@ -243,7 +333,9 @@ class TensorNetMixin:
       accumulator, which optimizers that evaluate the loss several times per step (LBFGS)
       need. For Adam, AdamW and SGD (one evaluation per step) the plain sequence -- zero
       the gradients, forward, backward, ``on_grad_computed``, step -- is the same update.
-      Any other optimizer class keeps skorch's ``train_step``.
+      Any other optimizer class keeps skorch's ``train_step``. Adam and AdamW steps go
+      through torch's functional ``adam`` where that is provably the same call
+      (:func:`_adam_step`).
     * ``on_grad_computed`` is only announced when the net or a callback listens to it
       (overrides the no-op); its ``named_parameters`` generator is not built otherwise.
     * ``_zero_grad_optimizer`` sets the gradients to None itself (what
@@ -267,6 +359,24 @@ class TensorNetMixin:
     #: Read batch losses once per pass instead of once per batch; None: on accelerators.
     defer_batch_losses = None
 
+    def get_dataset(self, X, y=None):
+        """skorch's ``get_dataset``; a :class:`TensorDataset` is put on the net's device.
+
+        The device is the net's at call time (not a stored option), so that a net
+        unpickled onto the CPU (skorch moves it there when CUDA is missing) keeps its
+        data there too.
+        """
+        dataset = self.dataset
+        if (
+            is_dataset(X)
+            or not isinstance(dataset, type)
+            or not issubclass(dataset, TensorDataset)
+        ):
+            return super().get_dataset(X, y)
+        kwargs = self.get_params_for("dataset")
+        kwargs.setdefault("device", self.device)
+        return dataset(X, y, **kwargs)
+
     def train_step(self, batch, **fit_params):
         """One optimization step on ``batch``; see :meth:`skorch.NeuralNet.train_step`."""
         optimizers = [getattr(self, name + "_") for name in self._optimizers]
@@ -282,7 +392,8 @@ class TensorNetMixin:
                 training=True,
             )
         for optimizer in optimizers:
-            optimizer.step()
+            if not _adam_step(optimizer):
+                optimizer.step()
         return step
 
     def train_step_single(self, batch, **fit_params):
@@ -377,11 +488,11 @@ class TensorNetMixin:
 
 
 class TensorNetRegressor(TensorNetMixin, NeuralNetRegressor):
-    """:class:`skorch.NeuralNetRegressor` with :class:`TensorNetMixin`'s ``train_step``."""
+    """:class:`skorch.NeuralNetRegressor` with :class:`TensorNetMixin`'s training loop."""
 
 
 class TensorNetClassifier(TensorNetMixin, NeuralNetClassifier):
-    """:class:`skorch.NeuralNetClassifier` with :class:`TensorNetMixin`'s ``train_step``."""
+    """:class:`skorch.NeuralNetClassifier` with :class:`TensorNetMixin`'s training loop."""
 
 
 _FAST_NETS = {NeuralNetRegressor: TensorNetRegressor, NeuralNetClassifier: TensorNetClassifier}

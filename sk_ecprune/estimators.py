@@ -5,6 +5,7 @@ engine (:func:`sk_ecprune.pruning.prune_model`); they hold no pruning mathematic
 """
 
 import contextlib
+import inspect
 import time
 from numbers import Integral, Real
 
@@ -244,7 +245,7 @@ class _BasePrunedMLP(BaseEstimator):
         if isinstance(optimizer, str):
             optimizer = OPTIMIZERS[optimizer]
             kwargs["optimizer__weight_decay"] = self.weight_decay
-            if _has_fused_kernels(device):
+            if _has_fused_kernels(optimizer, device):
                 # one kernel per step for all parameters instead of one per tensor and
                 # operation: on small networks the optimizer step costs as much as the
                 # forward and backward passes together
@@ -349,12 +350,22 @@ class _BasePrunedMLP(BaseEstimator):
     def _training_loss(self, X, y):
         """Mean criterion of the current network on the training data.
 
-        Computed where the network is: batches of ``max(batch_size, 1024)`` sliced from
-        the data on the net's device, outputs kept there, one scalar back.
+        Computed where the network is, batch by batch (``max(batch_size, 1024)`` rows
+        sliced from the data on the net's device): the batch means, weighted by the batch
+        sizes, are summed in float64 on the device, and one scalar comes back. No output
+        is kept beyond its batch (keeping them all fragments the heap: up to one hidden
+        activation of all of X in extra resident memory).
         """
-        out = self.net_.forward(X, training=False, device=self.net_.device)
+        net = self.net_
+        y = y.to(net.device)
+        total, start = None, 0
         with torch.no_grad():
-            return float(self.net_.criterion_(out, y.to(out.device)))
+            for out in net.forward_iter(X, training=False, device=net.device):
+                stop = start + len(out)
+                term = net.criterion_(out, y[start:stop]).double() * (stop - start)
+                total = term if total is None else total + term
+                start = stop
+        return float(total) / start
 
     def _print_pruning_line(self, elapsed):
         report = self.pruning_report_
@@ -377,15 +388,28 @@ class _BasePrunedMLP(BaseEstimator):
         """Validated X -> network outputs as a float64 ndarray of shape (n, n_out)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
-        out = self.net_.forward(to_tensor(X), training=False, device="cpu")
-        return out.numpy().astype(np.float64)
+        # Batch outputs are written into one buffer on the net's device (no per-batch
+        # tensors kept alive to fragment the heap) and come back in one transfer.
+        out, start = None, 0
+        for batch in self.net_.forward_iter(to_tensor(X), training=False, device=self.net_.device):
+            if out is None:
+                out = batch.new_empty((len(X), *batch.shape[1:]))
+            out[start : start + len(batch)] = batch
+            start += len(batch)
+        return out.cpu().numpy().astype(np.float64)
 
 
-def _has_fused_kernels(device):
-    """Whether torch's fused optimizer kernels (``fused=True``) run on ``device``."""
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+def _has_fused_kernels(optimizer_class, device):
+    """Whether ``optimizer_class(..., fused=True)`` is available on ``device``.
 
+    Fused kernels exist for Adam and AdamW on CUDA since torch 2.0 and on the CPU since
+    torch 2.4, for SGD since torch 2.3/2.4; older builds train unfused.
+    """
     try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        if "fused" not in inspect.signature(optimizer_class).parameters:
+            return False
         return device.type in _get_fused_kernels_supported_devices()
     except Exception:  # a private torch helper: if it moves, train unfused
         return False
@@ -394,13 +418,12 @@ def _has_fused_kernels(device):
 def _data_path(net_class, device):
     """skorch net class and options of the tensor data path (see :mod:`sk_ecprune._data`).
 
-    The training data are held as tensors on ``device`` and batches are sliced from them,
-    through skorch's ``dataset``, ``iterator_train``/``iterator_valid`` and ``train_step``;
-    the batches are those of skorch's default path.
+    The training data are held as tensors on the net's device and batches are sliced from
+    them, through skorch's ``dataset``, ``iterator_train``/``iterator_valid`` and
+    ``train_step``; the batches are those of skorch's default path.
     """
     options = {
         "dataset": TensorDataset,
-        "dataset__device": str(device),
         "iterator_train": TensorBatchIterator,
         "iterator_valid": TensorBatchIterator,
     }

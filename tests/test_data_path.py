@@ -312,3 +312,80 @@ def test_deferred_batch_losses_give_the_same_history(monkeypatch):
     for epoch_a, epoch_b in zip(deferred, skorch_history):
         assert epoch_a["batches"] == epoch_b["batches"]
         assert all(type(b["train_loss"]) is float for b in epoch_a["batches"] if "train_loss" in b)
+
+
+def test_dataset_follows_the_nets_device(reg_data):
+    # The device comes from the net when the dataset is made (not from a stored option),
+    # so a net moved to the CPU on unpickling keeps its data on the CPU as well.
+    reg = PrunedMLPRegressor(**FAST, random_state=0).fit(*reg_data)
+    assert "dataset__device" not in reg.net_.get_params()
+    dataset = reg.net_.get_dataset(reg_data[0].astype(np.float32))
+    assert isinstance(dataset, TensorDataset) and dataset.X.device.type == "cpu"
+    explicit = _net(dataset__device="cpu").initialize().get_dataset(*_xy())
+    assert explicit.X.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    "optimizer, options",
+    [
+        (torch.optim.Adam, {"optimizer__fused": True}),
+        (torch.optim.Adam, {"optimizer__amsgrad": True, "optimizer__weight_decay": 0.1}),
+        (torch.optim.AdamW, {"optimizer__weight_decay": 0.1}),
+    ],
+)
+def test_adam_steps_are_optimizer_step(optimizer, options, monkeypatch):
+    # After the first step (which initialises the state through optimizer.step()), Adam's
+    # update goes through torch's functional adam: the weights must be bit for bit those
+    # of skorch's own train_step.
+    from sk_ecprune import _data
+
+    calls = []
+    functional = _data._ADAM
+    monkeypatch.setattr(
+        _data, "_ADAM", lambda *a, **k: calls.append(1) or functional(*a, **k)
+    )
+    X, y = _xy()
+    torch.manual_seed(0)
+    ours = _net(optimizer=optimizer, **options).fit(X, y)
+    torch.manual_seed(0)
+    reference = NeuralNetRegressor(
+        MLP,
+        module__n_features=3,
+        module__n_outputs=1,
+        module__hidden_layer_sizes=(4,),
+        max_epochs=2,
+        batch_size=8,
+        train_split=None,
+        iterator_train__shuffle=True,
+        verbose=0,
+        optimizer=optimizer,
+        **options,
+    ).fit(X, y)
+    assert len(calls) == 2 * 5 - 1
+    for p, q in zip(ours.module_.parameters(), reference.module_.parameters()):
+        assert torch.equal(p, q)
+    for key, value in reference.optimizer_.state_dict()["state"][0].items():
+        assert torch.equal(ours.optimizer_.state_dict()["state"][0][key], value), key
+
+
+def test_adam_step_declines_what_it_cannot_reproduce():
+    from sk_ecprune._data import _adam_step
+
+    module = torch.nn.Linear(3, 2)
+
+    def backward():
+        module.zero_grad()
+        module(torch.ones(4, 3)).sum().backward()
+
+    optimizer = torch.optim.Adam(module.parameters())
+    backward()
+    assert not _adam_step(optimizer)  # state not initialised yet
+    optimizer.step()
+    backward()
+    assert _adam_step(optimizer)
+    handle = optimizer.register_step_pre_hook(lambda *args: None)
+    assert not _adam_step(optimizer)  # hooks need optimizer.step()
+    handle.remove()
+    assert not _adam_step(torch.optim.SGD(module.parameters(), lr=0.1))
+    optimizer.param_groups[0]["differentiable"] = True  # (state is initialised)
+    assert not _adam_step(optimizer)
