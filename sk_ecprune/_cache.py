@@ -71,6 +71,7 @@ PRUNING_STAGE_PARAMETERS = frozenset(
         "method",
         "scope",
         "prune_steps",
+        "gradual",
         "layer_floor",
         "output_metric",
         "finetune_epochs",
@@ -212,7 +213,7 @@ def train_dense(spec, X, y, estimator_class=None, verbose=0):
         list of dicts), the module's training flag and the random generator states after
         training; ``sha256`` its digest; ``spec_hash`` the ``joblib.hash`` of ``spec``.
     """
-    from .estimators import _seeded_torch  # the one seeding fit uses; imported late (cycle)
+    from ._base import _seeded_torch  # the one seeding fit uses; imported late (cycle)
 
     twin = estimator_class(**spec["params"], verbose=verbose)
     for name, value in spec["fit_attributes"].items():

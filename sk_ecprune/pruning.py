@@ -351,6 +351,48 @@ def prune_model(
     return report
 
 
+def chain_reports(reports: list[PruningReport]) -> PruningReport:
+    """One report for consecutive :func:`prune_model` calls on one module (gradual pruning).
+
+    Ratio, removed counts and sparsity are the last call's; weights removed and bias shifts
+    added are summed over the calls; ``steps`` counts the scoring passes of all of them.
+    """
+    if not reports:
+        raise ValueError("chain_reports needs at least one report.")
+    last = reports[-1]
+    chained = PruningReport(
+        last.method,
+        last.ratio,
+        last.scope,
+        last.compensated,
+        sum(report.steps for report in reports),
+        time_s=sum(report.time_s for report in reports),
+    )
+    for per_call in zip(*(report.layers for report in reports)):
+        shifts = [layer.bias_shift for layer in per_call if layer.bias_shift is not None]
+        chained.layers.append(
+            LayerReport(
+                per_call[-1].name,
+                per_call[-1].n_weights,
+                per_call[-1].n_removed,
+                sum(layer.n_removed_now for layer in per_call),
+                torch.stack(shifts).sum(0) if shifts else None,
+            )
+        )
+    return chained
+
+
+def kept_masks(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Boolean mask of the weights still present in each ``nn.Linear`` layer, by name.
+
+    Masked (``torch.nn.utils.prune``) and permanent zeros both count as removed. With
+    :func:`make_permanent`, these masks let a training loop hold removed weights at zero on
+    plain parameters (multiply after each optimizer step) instead of through the
+    reparametrisation.
+    """
+    return {name: kept_mask(layer) for name, layer in linear_layers(module)}
+
+
 def make_permanent(module: nn.Module) -> nn.Module:
     """Fold every pruning mask into its weight: plain parameters, zeros where removed.
 

@@ -14,7 +14,7 @@ from skorch.dataset import Dataset as SkorchDataset
 from sklearn.datasets import make_blobs, make_regression
 from torch.utils.data import DataLoader, Subset
 
-from sk_ecprune import estimators
+from sk_ecprune import _base
 from sk_ecprune._data import (
     TensorBatchIterator,
     TensorDataset,
@@ -167,7 +167,7 @@ def test_tensor_path_gives_the_default_paths_results(
     assert isinstance(ours.net_, fast_net_class(Est._net_class))
     assert isinstance(ours.net_.get_iterator(ours.net_.get_dataset(X)), TensorBatchIterator)
 
-    monkeypatch.setattr(estimators, "_data_path", lambda net_class, device: (net_class, {}))
+    monkeypatch.setattr(_base, "_data_path", lambda net_class, device: (net_class, {}))
     reference = Est(**FAST, random_state=0, **params).fit(X, y)
     assert type(reference.net_) is Est._net_class
     assert isinstance(reference.net_.get_iterator(reference.net_.get_dataset(X)), DataLoader)

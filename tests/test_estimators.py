@@ -214,11 +214,25 @@ def test_layer_scope_prunes_each_layer(reg_data):
 def test_classifier_fisher_output_metric(clf_data):
     X, y = clf_data
     kw = dict(prune_ratio=0.6, finetune_epochs=0, random_state=0)
-    euclid = fast(PrunedMLPClassifier, **kw).fit(X, y)
+    euclid = fast(PrunedMLPClassifier, **kw, output_metric="euclidean").fit(X, y)
     fisher = fast(PrunedMLPClassifier, **kw, output_metric="fisher").fit(X, y)
+    auto = fast(PrunedMLPClassifier, **kw).fit(X, y)
     assert fisher.sparsity_ == pytest.approx(0.6, abs=0.01)
-    masks = [[w != 0 for w in _linear_weights(e)[0]] for e in (euclid, fisher)]
-    assert any(not torch.equal(a, b) for a, b in zip(*masks))
+    masks = [[w != 0 for w in _linear_weights(e)[0]] for e in (euclid, fisher, auto)]
+    assert any(not torch.equal(a, b) for a, b in zip(masks[0], masks[1]))
+    assert all(torch.equal(a, b) for a, b in zip(masks[1], masks[2]))  # auto is fisher
+
+
+def test_regressor_output_metrics_are_all_euclidean(reg_data):
+    # For squared error the Fisher metric is the Euclidean one: every option, same fit.
+    X, y = reg_data
+    kw = dict(prune_ratio=0.6, random_state=0)
+    preds = [
+        fast(PrunedMLPRegressor, **kw, output_metric=m).fit(X, y).predict(X)
+        for m in ("auto", "euclidean", "fisher")
+    ]
+    np.testing.assert_array_equal(preds[0], preds[1])
+    np.testing.assert_array_equal(preds[0], preds[2])
 
 
 @pytest.mark.parametrize("hidden, n_linear", [(5, 2), ((), 1), ([6, 5, 4], 4)])
@@ -398,10 +412,15 @@ def test_invalid_parameters_name_the_accepted_values(Est, param, value, match, c
         fast(Est, **{param: value}).fit(X, y)
 
 
-def test_invalid_output_metric(clf_data):
-    match = r"'output_metric' .* among \{('euclidean', 'fisher'|'fisher', 'euclidean')\}"
-    with pytest.raises(InvalidParameterError, match=match):
-        PrunedMLPClassifier(output_metric="kl").fit(*clf_data)
+@pytest.mark.parametrize("Est", [PrunedMLPClassifier, PrunedMLPRegressor])
+@pytest.mark.parametrize(
+    "param, value",
+    [("output_metric", "kl"), ("prune_steps", 0), ("layer_floor", 1.0), ("gradual", "yes")],
+)
+def test_invalid_schedule_and_metric_parameters(Est, param, value, clf_data, reg_data):
+    X, y = clf_data if Est is PrunedMLPClassifier else reg_data
+    with pytest.raises(InvalidParameterError, match=f"'{param}' parameter of {Est.__name__}"):
+        Est(**{param: value}).fit(X, y)
 
 
 @pytest.mark.parametrize("hidden", [(8, 0), (8, -2), (4.5,), ("8",)])

@@ -1,0 +1,68 @@
+"""skorch callbacks the estimators plug into their network's training loop."""
+
+import torch
+from skorch.callbacks import Callback
+
+__all__ = ["HoldRemovedWeights"]
+
+
+class HoldRemovedWeights(Callback):
+    """Keep removed weights at exactly zero while a pruned network trains.
+
+    After every optimizer step (skorch's ``on_batch_end`` of a training batch) the weights
+    of each masked layer are multiplied by their mask. Training plain weights this way
+    gives the kept weights exactly the updates of training through
+    ``torch.nn.utils.prune``'s reparametrisation (the forward pass sees the same zeros, so
+    the gradients and the optimizer's element-wise updates of the kept weights are the
+    same), but costs one in-place multiply per layer and step instead of a masked copy of
+    every weight in each forward pass and its gradient in each backward pass; on small
+    networks that reparametrisation made a fine-tuning epoch 16-25% slower than a dense one.
+
+    Parameters
+    ----------
+    masks : dict of str to torch.Tensor or None, default=None
+        Boolean masks (True = kept) by the layer's name in ``module_.named_modules()``.
+        None holds nothing.
+    """
+
+    def __init__(self, masks=None):
+        self.masks = masks
+
+    def hold(self, masks):
+        """Hold ``masks`` from now on (gradual pruning: a later step removed more)."""
+        self.masks = masks
+        self._targets = None
+
+    def initialize(self):
+        self._targets = None
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self._targets = self._weights_and_masks(net.module_)
+        self._apply()
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if training:
+            if self._targets is None:  # hold() during training
+                self._targets = self._weights_and_masks(net.module_)
+            self._apply()
+
+    def _weights_and_masks(self, module):
+        """(weights, float masks on the weights' devices) of the held layers."""
+        if not self.masks:
+            return [], []
+        layers = dict(module.named_modules())
+        weights = [layers[name].weight for name in self.masks]
+        masks = [m.to(device=w.device, dtype=w.dtype) for m, w in zip(self.masks.values(), weights)]
+        return weights, masks
+
+    def _apply(self):
+        weights, masks = self._targets
+        if weights:
+            with torch.no_grad():
+                torch._foreach_mul_(weights, masks)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_targets"] = None  # rebuilt at the next training; keeps GPU tensors out
+        return state
