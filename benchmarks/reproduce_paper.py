@@ -185,6 +185,8 @@ def make_estimator(task, **params):
     base = dict(hidden_layer_sizes=task["hidden"], activation="prelu", optimizer="adam",
                 lr=1e-3, max_epochs=task["epochs"], finetune_epochs=task["epochs"],
                 batch_size=task["batch_size"], scope="global")
+    if "output_metric" in PrunedMLPClassifier().get_params():
+        base["output_metric"] = "euclidean"  # the paper's metric (on the logits)
     base.update(params)
     if task["kind"] == "classification":
         return PrunedMLPClassifier(**base)

@@ -77,6 +77,9 @@ class ScoringData:
     y : array-like or torch.Tensor of shape (n_samples, ...), default=None
     batch_size : int
     device, dtype : where and in which precision the module computes.
+    check_finite : bool
+        Check every batch for NaN or infinity (the first row is always checked); False
+        for data already checked, e.g. by an earlier step of an iterative schedule.
     """
 
     X: torch.Tensor
@@ -84,9 +87,10 @@ class ScoringData:
     batch_size: int
     device: torch.device
     dtype: torch.dtype
+    check_finite: bool = True
 
     @classmethod
-    def from_arrays(cls, X, y, batch_size, device, dtype) -> "ScoringData":
+    def from_arrays(cls, X, y, batch_size, device, dtype, check_finite=True) -> "ScoringData":
         X = _as_tensor(X, "X")
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(
@@ -102,7 +106,7 @@ class ScoringData:
                 )
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
-        return cls(X, y, int(batch_size), torch.device(device), dtype)
+        return cls(X, y, int(batch_size), torch.device(device), dtype, bool(check_finite))
 
     @property
     def n_samples(self) -> int:
@@ -111,7 +115,9 @@ class ScoringData:
     def __iter__(self):
         for start in range(0, self.n_samples, self.batch_size):
             stop = start + self.batch_size
-            Xb = _check_finite(self.X[start:stop].to(self.device, self.dtype, non_blocking=True))
+            Xb = self.X[start:stop].to(self.device, self.dtype, non_blocking=True)
+            if self.check_finite:
+                _check_finite(Xb)
             yb = None if self.y is None else self.y[start:stop].to(self.device, non_blocking=True)
             yield Xb, yb
 
@@ -173,16 +179,22 @@ def evaluation_mode(module: nn.Module):
         module.train(was_training)
 
 
-def forward_recorded(module: nn.Module, recorder: LayerRecorder, Xb: torch.Tensor) -> torch.Tensor:
+def forward_recorded(
+    module: nn.Module, recorder: LayerRecorder, Xb: torch.Tensor, keep_graph: bool = True
+) -> torch.Tensor:
     """One forward pass that keeps the graph from every pre-activation to the output.
 
     The input is made to require gradients so that the graph exists even when the parameters
     are frozen; ``torch.autograd.grad`` then only walks from the output down to the recorded
-    pre-activations, never to the input.
+    pre-activations, never to the input. ``keep_graph=False`` records the values only.
     """
     recorder.clear()
-    with torch.enable_grad():
-        out = module(Xb.detach().requires_grad_(Xb.is_floating_point()))
+    if not keep_graph:
+        with torch.no_grad():
+            out = module(Xb)
+    else:
+        with torch.enable_grad():
+            out = module(Xb.detach().requires_grad_(Xb.is_floating_point()))
     missing = [i for i, a in enumerate(recorder.outputs) if a is None]
     if missing:
         raise ValueError(

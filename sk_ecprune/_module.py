@@ -59,6 +59,14 @@ class MLP(nn.Module):
                 blocks.append(ACTIVATIONS[activation]())
         self.layers = nn.Sequential(*blocks)
 
+    def sequential_chain(self):
+        """The ``nn.Sequential`` this module's forward pass applies, nothing else.
+
+        Lets the pruning engine compute output sensitivities layer by layer in closed form
+        (:mod:`sk_ecprune._chain`); a subclass that changes ``forward`` must drop it.
+        """
+        return self.layers
+
     def forward(self, X):
         """Return the network outputs (logits for a classifier) for a batch ``X``."""
         return self.layers(X)

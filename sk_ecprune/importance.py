@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ._chain import chain_sensitivities, linear_chain
 from ._layers import (
     LayerRecorder,
     ScoringData,
@@ -123,14 +124,22 @@ def ec_statistics(
 ) -> list[_ECStatistics]:
     """Accumulate the EC statistics of every layer over ``data``.
 
-    Per batch: one forward pass that records each layer's input and pre-activation, one
-    backward pass per output for the per-sample sensitivities, two matrix products per layer.
+    Per batch: one forward pass that records each layer's input and pre-activation, the
+    per-sample sensitivities (one batched product per layer for a plain chain, see
+    :mod:`sk_ecprune._chain`; else one backward pass per output), two matrix products per
+    layer.
     """
     stats = [_ECStatistics() for _ in layers]
+    chain = linear_chain(module, layers)
     with LayerRecorder(layers) as recorder:
         for Xb, _ in data:
-            output = forward_recorded(module, recorder, Xb)
-            sensitivities = output_sensitivities(output, recorder.outputs, output_metric)
+            sensitivities = None
+            if chain is not None:  # one batched product per layer instead of K passes
+                output = forward_recorded(module, recorder, Xb, keep_graph=False)
+                sensitivities = chain_sensitivities(chain, recorder.outputs, output, output_metric)
+            if sensitivities is None:
+                output = forward_recorded(module, recorder, Xb)
+                sensitivities = output_sensitivities(output, recorder.outputs, output_metric)
             for stat, z, s in zip(stats, recorder.inputs, sensitivities):
                 stat.update(s, z)
             recorder.clear()
@@ -252,11 +261,13 @@ def compute_importance(
     batch_size: int = 1024,
     output_metric: str = "euclidean",
     random_state=None,
+    check_finite: bool = True,
 ) -> Importance:
     """Scores and bias shifts of ``method`` for every linear layer of ``module``.
 
     See :func:`score_weights` for the parameters. The module is scored in evaluation mode
-    and left in the mode it was in.
+    and left in the mode it was in. ``check_finite=False`` skips the batch-by-batch NaN and
+    infinity check of ``X`` (for data an earlier call has checked).
     """
     scorer = check_method(method)
     if output_metric not in ("euclidean", "fisher"):
@@ -265,7 +276,7 @@ def compute_importance(
         )
     layers = [layer for _, layer in linear_layers(module)]
     device, dtype = module_device_dtype(module)
-    data = ScoringData.from_arrays(X, y, batch_size, device, dtype)
+    data = ScoringData.from_arrays(X, y, batch_size, device, dtype, check_finite)
     with evaluation_mode(module):
         importance = scorer(
             module,

@@ -210,6 +210,7 @@ def add_bias_shift(layer: nn.Linear, shifts: torch.Tensor, removed: torch.Tensor
 def _prune_once(module, layers, X, y, ratio, scope, layer_floor, compensate, score_options):
     """One scoring pass and one masking step to ``ratio``; returns per-layer (removed, shift)."""
     importance = compute_importance(module, X, y, **score_options)
+    score_options["check_finite"] = False  # X passed the check: later steps skip it
     kept = [kept_mask(layer) for layer in layers]
     keep = select_kept_weights(importance.scores, kept, ratio, scope, layer_floor)
     results = []

@@ -1,0 +1,293 @@
+"""EC+ (issue #5): pruning schedules and output metrics against one-shot and gradual magnitude.
+
+Extends ``reproduce_paper.py`` (same tasks, data splits, estimator settings: 15 epochs dense,
+prune, 15 epochs fine-tuning, Adam lr 1e-3, PReLU): each *configuration* is a method plus a
+schedule (``prune_steps``, ``gradual``, ``layer_floor``, ``output_metric``), and every one is
+measured right after pruning (``finetune_epochs=0``; not for gradual ones, whose pruning is
+interleaved with training) and after fine-tuning, on the same fifteen-epoch budget. The dense
+stage of a seed is trained once and shared through the estimators' ``memory`` cache.
+
+Run from the repository root::
+
+    python benchmarks/ec_plus.py                    # the run of benchmarks/RESULTS.md
+    python benchmarks/ec_plus.py --quick            # a few minutes
+    python benchmarks/ec_plus.py --tiny --out-dir /tmp/x   # seconds (the tests)
+    python benchmarks/ec_plus.py --plot-only        # figures and tables from the CSV
+
+Outputs (``--out-dir``, default ``benchmarks/results/ec_plus``): ``results.csv``, one PNG per
+task (median and min-max over seeds, per configuration) and ``summary.md`` (the issue's
+targets, configuration by configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import reproduce_paper as rp  # noqa: E402  (the paper's tasks, data and estimator settings)
+
+OUT_DIR = rp.RESULTS_DIR / "ec_plus"
+RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+#: Configuration name -> estimator parameters. "gradual" ones only have a fine-tuned stage.
+CONFIGS = {
+    "magnitude": dict(method="magnitude"),
+    "magnitude_gradual5": dict(method="magnitude", prune_steps=5, gradual=True),
+    "magnitude_gradual15": dict(method="magnitude", prune_steps=15, gradual=True),
+    "ec": dict(method="ec", output_metric="euclidean"),  # the paper's EC
+    "ec_fisher": dict(method="ec", output_metric="fisher"),  # classifiers only
+    "ec_iter5_euclidean": dict(method="ec", prune_steps=5, output_metric="euclidean"),  # idem
+    "ec_iter5": dict(method="ec", prune_steps=5),
+    "ec_iter20": dict(method="ec", prune_steps=20),
+    "ec_iter20_floor": dict(method="ec", prune_steps=20, layer_floor=0.02),
+    "ec_iter5_layer": dict(method="ec", prune_steps=5, scope="layer"),
+    "ec_gradual5": dict(method="ec", prune_steps=5, gradual=True),
+    "ec_gradual15": dict(method="ec", prune_steps=15, gradual=True),
+}
+MAGNITUDE = ("magnitude", "magnitude_gradual5", "magnitude_gradual15")
+CSV_COLUMNS = ["task", "architecture", "noise", "seed", "config", "ratio", "stage", "loss",
+               "loss_clean", "accuracy", "train_loss", "sparsity", "prune_time_s", "epoch_time_s",
+               "prune_epochs", "fit_time_s"]
+
+
+def configuration(mode):
+    """Tasks of a mode: ``run`` (RESULTS.md), ``quick`` or ``tiny``."""
+    if mode == "run":
+        kw = dict(seeds=range(5), ratios=RATIOS)
+        return [rp.classification_task("digits", "digits", **kw),
+                rp.classification_task("digits28", "digits28", **kw),
+                rp.pde_task(rp.PDE_SMALL, 0.0, n_simulations=40, **kw),
+                rp.pde_task(rp.PDE_SMALL, 0.01, n_simulations=40, **kw)]
+    if mode == "quick":
+        return [rp.classification_task("digits", "digits", seeds=range(2), ratios=(0.5, 0.9)),
+                rp.pde_task(rp.PDE_SMALL, 0.0, seeds=[0], ratios=(0.5, 0.9), n_simulations=8)]
+    if mode == "tiny":
+        return [rp.classification_task("digits", "digits", seeds=[0], ratios=(0.5, 0.9),
+                                       epochs=1, n_rows=300)]
+    raise ValueError(f"Unknown mode {mode!r}.")
+
+
+def configs_for(task, names=None):
+    names = names or list(CONFIGS)
+    if task["kind"] == "regression":  # for squared error the Fisher metric is Euclidean
+        names = [n for n in names if n not in ("ec_fisher", "ec_iter5_euclidean")]
+    return names
+
+
+def jobs_for(task, names=None):
+    """(config, ratio, seed, stage) of every fit; ``dense`` first (it fills the cache)."""
+    jobs = [("dense", 0.0, seed, "dense") for seed in task["seeds"]]
+    for name in configs_for(task, names):
+        stages = ("finetuned",) if CONFIGS[name].get("gradual") else ("pruned", "finetuned")
+        jobs += [(name, r, s, stage) for s in task["seeds"] for r in task["ratios"]
+                 for stage in stages]
+    return jobs
+
+
+def run_job(task, data, job, memory, threads=1):
+    """Fit one configuration; return its CSV row."""
+    import torch
+    from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
+
+    torch.set_num_threads(threads)
+    X_tr, X_te, y_tr, y_te, y_te_clean = data
+    name, ratio, seed, stage = job
+    params = dict(random_state=int(seed), memory=memory)
+    if name == "dense":
+        params.update(prune_ratio=0.0, finetune_epochs=0)
+    else:
+        params.update({"output_metric": "auto", **CONFIGS[name]}, prune_ratio=ratio)
+        if stage == "pruned":
+            params["finetune_epochs"] = 0
+    estimator = rp.make_estimator(task, **params)
+    start = time.perf_counter()
+    estimator.fit(X_tr, y_tr)
+    elapsed = time.perf_counter() - start
+    final = estimator[-1] if hasattr(estimator, "steps") else estimator
+    epoch_time = float(np.mean([h["dur"] for h in final.history_dense_]))
+    row = dict(task=task["name"], architecture="-".join(
+        str(h) for h in (X_tr.shape[1], *task["hidden"], final._n_net_outputs)),
+        noise=task["noise"], seed=seed, config=name, ratio=ratio, stage=stage,
+        sparsity=final.sparsity_, prune_time_s=final.pruning_time_, epoch_time_s=epoch_time,
+        prune_epochs=final.pruning_time_ / epoch_time, fit_time_s=elapsed,
+        loss_clean=None, accuracy=None)
+    if task["kind"] == "classification":
+        proba = estimator.predict_proba(X_te)
+        row["loss"] = log_loss(y_te, proba, labels=final.classes_)
+        row["accuracy"] = accuracy_score(y_te, final.classes_[proba.argmax(1)])
+        row["train_loss"] = log_loss(y_tr, estimator.predict_proba(X_tr), labels=final.classes_)
+    else:
+        pred = estimator.predict(X_te)
+        row["loss"] = mean_squared_error(y_te, pred)
+        row["loss_clean"] = mean_squared_error(y_te_clean, pred)
+        row["train_loss"] = mean_squared_error(y_tr, estimator.predict(X_tr))
+    return row
+
+
+def run_task(task, n_jobs, memory_dir, log, names=None):
+    from joblib import Parallel, delayed
+
+    data = rp.load_task_data(task)
+    jobs = jobs_for(task, names)
+    memory = os.path.join(memory_dir, task["name"])
+    log(f"[{task['name']}] {len(jobs)} fits, n_train={len(data[0])}")
+    start = time.perf_counter()
+    dense = [j for j in jobs if j[0] == "dense"]
+    rows = Parallel(n_jobs=n_jobs)(delayed(run_job)(task, data, j, memory) for j in dense)
+    rows += Parallel(n_jobs=n_jobs)(delayed(run_job)(task, data, j, memory)
+                                    for j in jobs if j[0] != "dense")
+    log(f"[{task['name']}] done in {time.perf_counter() - start:.0f} s")
+    return rows
+
+
+def write_rows(path, rows, append):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    frame.to_csv(path, mode="a" if append else "w", header=not append, index=False)
+
+
+# --------------------------------------------------------------------- plots, tables
+
+
+def plot_task(frame, task_name, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sk_ecprune import PruningCurveDisplay
+
+    rows = frame[frame.task == task_name].rename(columns={"config": "method"})
+    classification = rows.accuracy.notna().any()
+    display = PruningCurveDisplay.from_results(
+        rows, methods=[c for c in CONFIGS if c in set(rows.method)],
+        loss_name="test loss (cross-entropy)" if classification else "test loss (MSE)")
+    for ax in np.ravel(display.axes_):
+        ax.set_yscale("log")
+    display.figure_.set_size_inches(12, 4.5)
+    display.figure_.suptitle(f"{task_name} ({rows.architecture.iloc[0]}): EC+ schedules vs "
+                             f"magnitude, median and min-max over {rows.seed.nunique()} seeds",
+                             fontsize=10)
+    display.figure_.tight_layout()
+    display.figure_.savefig(path, dpi=72)
+    plt.close(display.figure_)
+
+
+def _paired(sub, name, other):
+    """Per ratio: (wins of ``name`` over ``other``, seeds compared, median loss ratio)."""
+    a = sub[sub.config == name].set_index(["seed", "ratio"]).loss
+    b = sub[sub.config == other].set_index(["seed", "ratio"]).loss
+    out = {}
+    for ratio in sorted(sub.ratio.unique()):
+        pairs = [(a[k], b[k]) for k in a.index if k[1] == ratio and k in b.index]
+        if pairs:
+            out[ratio] = (sum(x < y for x, y in pairs), len(pairs),
+                          float(np.median([x / y for x, y in pairs])))
+    return out
+
+
+def summary_tables(frame):
+    """Markdown: the issue's targets per task and configuration."""
+    out = []
+    for task_name, rows in frame.groupby("task", sort=False):
+        out.append(f"### {task_name} ({rows.architecture.iloc[0]}, "
+                   f"{rows.seed.nunique()} seeds)\n")
+        dense = rows[rows.stage == "dense"].loss.median()
+        out.append(f"Dense network (15 epochs): median test loss {rp._fmt(dense)}.\n")
+        ratios = sorted(r for r in rows.ratio.unique() if r > 0)
+        head = "| config | " + " | ".join(f"{r:g}" for r in ratios) + " |"
+        rule = "|---|" + "---|" * len(ratios)
+        pruned = rows[rows.stage == "pruned"]
+        out += ["**Right after pruning**: seeds where the configuration's test loss is below "
+                "one-shot magnitude's / seeds (median loss ratio to magnitude). Target: >= 4/5 "
+                "at every ratio.\n", head, rule]
+        for name in [c for c in CONFIGS if c in set(pruned.config) and c != "magnitude"]:
+            cells = _paired(pruned, name, "magnitude")
+            met = all(w >= 0.8 * n for w, n, _ in cells.values())
+            out.append(f"| {name}{' ✓' if met else ''} | " + " | ".join(
+                f"{w}/{n} ({q:.2f})" for w, n, q in (cells[r] for r in ratios)) + " |")
+        fine = rows[rows.stage == "finetuned"]
+        table = fine.pivot_table(index="config", columns="ratio", values="loss",
+                                 aggfunc="median")
+        best_mag = table.loc[[m for m in MAGNITUDE if m in table.index]].min()
+        out += ["", "**After fine-tuning**: median test loss, and its ratio to the better of "
+                "one-shot and gradual magnitude (per ratio). Target: <= 1.02 at every ratio and "
+                "< 1 with 0.9 and 0.95 against all magnitude schedules (✓).\n", head, rule]
+        for name in [c for c in CONFIGS if c in table.index]:
+            values = table.loc[name]
+            q = values / best_mag
+            met = bool((q <= 1.02).all() and (q[[r for r in ratios if r >= 0.9]] < 1).all())
+            out.append(f"| {name}{' ✓' if met and name not in MAGNITUDE else ''} | " + " | ".join(
+                f"{rp._fmt(values[r])} ({q[r]:.2f})" for r in ratios) + " |")
+        cost = rows[rows.stage != "dense"].groupby("config").prune_epochs.median()
+        out += ["", "Pruning cost (median over fits, all ratios) in epochs of the dense "
+                "training of the same fit: " + ", ".join(
+                    f"{c} {cost[c]:.2f}" for c in CONFIGS if c in cost.index) + "\n"]
+    return "\n".join(out)
+
+
+def make_outputs(out_dir, log):
+    import pandas as pd
+
+    frame = pd.read_csv(out_dir / "results.csv")
+    for task_name in frame.task.unique():
+        path = out_dir / f"{task_name}.png"
+        plot_task(frame, task_name, path)
+        log(f"wrote {path}")
+    (out_dir / "summary.md").write_text(summary_tables(frame))
+    log(f"wrote {out_dir / 'summary.md'}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_const", const="quick", dest="mode")
+    mode.add_argument("--tiny", action="store_const", const="tiny", dest="mode")
+    parser.set_defaults(mode="run")
+    parser.add_argument("--tasks", nargs="+", help="only these task names")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS),
+                        help="only these configurations (magnitude is always included)")
+    parser.add_argument("--n-jobs", type=int, default=2, help="parallel fits (joblib)")
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    parser.add_argument("--plot-only", action="store_true")
+    args = parser.parse_args(argv)
+    out_dir = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+
+    def log(message):
+        print(message, flush=True)
+        lines.append(message)
+
+    if not args.plot_only:
+        import torch
+
+        tasks = configuration(args.mode)
+        if args.tasks:
+            tasks = [t for t in tasks if t["name"] in args.tasks]
+        names = None if not args.configs else ["magnitude", *args.configs]
+        log(f"mode={args.mode} tasks={[t['name'] for t in tasks]} n_jobs={args.n_jobs} python "
+            f"{platform.python_version()} torch {torch.__version__}, {os.cpu_count()} cpu(s)")
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as memory_dir:
+            for index, task in enumerate(tasks):
+                rows = run_task(task, args.n_jobs, memory_dir, log, names)
+                write_rows(out_dir / "results.csv", rows, append=index > 0)
+        log(f"total wall time {time.perf_counter() - start:.0f} s")
+    make_outputs(out_dir, log)
+    if not args.plot_only:
+        (out_dir / "run.log").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

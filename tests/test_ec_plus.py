@@ -1,0 +1,58 @@
+"""benchmarks/ec_plus.py: the tiny configuration end to end."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pd = pytest.importorskip("pandas")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("ec_plus", BENCHMARKS / "ec_plus.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_run(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    configs = ["ec", "ec_iter5", "ec_gradual5", "magnitude_gradual5"]
+    assert bench.main(["--tiny", "--n-jobs", "1", "--configs", *configs,
+                       "--out-dir", str(out)]) == 0
+    return out
+
+
+def test_tiny_run_measures_every_configuration_and_stage(tiny_run):
+    frame = pd.read_csv(tiny_run / "results.csv")
+    # dense + (magnitude, ec, ec_iter5) x 2 ratios x 2 stages + 2 gradual x 2 ratios
+    assert len(frame) == 1 + 3 * 2 * 2 + 2 * 2
+    gradual = frame[frame.config.str.contains("gradual")]
+    assert set(gradual.stage) == {"finetuned"}
+    pruned = frame[frame.stage != "dense"]
+    np.testing.assert_allclose(pruned.sparsity, pruned.ratio, atol=2e-3)
+    assert (pruned.prune_epochs > 0).all() and np.isfinite(frame.loss).all()
+    # Five scoring passes cost more than one: the cost column measures the schedule.
+    cost = pruned.groupby("config").prune_time_s.median()
+    assert cost["ec_iter5"] > cost["ec"]
+
+
+def test_tiny_run_writes_targets_and_figure(bench, tiny_run):
+    summary = (tiny_run / "summary.md").read_text()
+    assert "Right after pruning" in summary and "| ec_iter5" in summary
+    assert "After fine-tuning" in summary and "| magnitude_gradual5 |" in summary
+    assert (tiny_run / "digits.png").read_bytes()[:4] == b"\x89PNG"
