@@ -13,6 +13,7 @@ Run from the repository root::
     python benchmarks/ec_plus.py --quick            # a few minutes
     python benchmarks/ec_plus.py --tiny --out-dir /tmp/x   # seconds (the tests)
     python benchmarks/ec_plus.py --plot-only        # figures and tables from the CSV
+    python benchmarks/ec_plus.py --configs NAME... --append   # add configurations to the CSV
 
 Outputs (``--out-dir``, default ``benchmarks/results/ec_plus``): ``results.csv``, one PNG per
 task (median and min-max over seeds, per configuration) and ``summary.md`` (the issue's
@@ -49,8 +50,11 @@ CONFIGS = {
     "ec_iter20": dict(method="ec", prune_steps=20),
     "ec_iter20_floor": dict(method="ec", prune_steps=20, layer_floor=0.02),
     "ec_iter5_layer": dict(method="ec", prune_steps=5, scope="layer"),
+    "ec_iter5_budget": dict(method="ec", prune_steps=5, scope="magnitude_budget"),
     "ec_gradual5": dict(method="ec", prune_steps=5, gradual=True),
     "ec_gradual15": dict(method="ec", prune_steps=15, gradual=True),
+    "ec_gradual5_budget": dict(method="ec", prune_steps=5, gradual=True,
+                               scope="magnitude_budget"),
 }
 MAGNITUDE = ("magnitude", "magnitude_gradual5", "magnitude_gradual15")
 CSV_COLUMNS = ["task", "architecture", "noise", "seed", "config", "ratio", "stage", "loss",
@@ -76,7 +80,7 @@ def configuration(mode):
 
 
 def configs_for(task, names=None):
-    names = names or list(CONFIGS)
+    names = list(CONFIGS) if names is None else list(names)
     if task["kind"] == "regression":  # for squared error the Fisher metric is Euclidean
         names = [n for n in names if n not in ("ec_fisher", "ec_iter5_euclidean")]
     return names
@@ -235,6 +239,28 @@ def summary_tables(frame):
     return "\n".join(out)
 
 
+def measure_cost(tasks, schedules, log, repeats=3):
+    """Markdown table: pruning time of each schedule in epochs of the same fit's dense stage.
+
+    Sequential (one fit at a time, 1 torch thread, as in the runs), ratio 0.9,
+    ``finetune_epochs=0``, median over ``repeats`` seeds; the dense epoch is the mean
+    duration of the fit's own 15 dense epochs (skorch's history).
+    """
+    lines = ["| task | " + " | ".join(schedules) + " |", "|---|" + "---:|" * len(schedules)]
+    for task in tasks:
+        data = rp.load_task_data(task)
+        cells = []
+        for name in schedules:
+            costs = []
+            for seed in range(repeats):
+                row = run_job(task, data, (name, 0.9, seed, "pruned"), memory=None)
+                costs.append(row["prune_epochs"])
+            cells.append(f"{np.median(costs):.2f}")
+        lines.append(f"| {task['name']} ({row['architecture']}) | " + " | ".join(cells) + " |")
+        log(lines[-1])
+    return "\n".join(lines) + "\n"
+
+
 def make_outputs(out_dir, log):
     import pandas as pd
 
@@ -259,6 +285,11 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=2, help="parallel fits (joblib)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--cost", nargs="+", metavar="CONFIG",
+                        help="only measure these configurations' pruning cost, sequentially "
+                             "(writes OUT_DIR/cost.md)")
+    parser.add_argument("--append", action="store_true",
+                        help="add the rows of configurations not yet in OUT_DIR/results.csv")
     args = parser.parse_args(argv)
     out_dir = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -268,6 +299,13 @@ def main(argv=None):
         print(message, flush=True)
         lines.append(message)
 
+    if args.cost:
+        tasks = configuration(args.mode)
+        if args.tasks:
+            tasks = [t for t in tasks if t["name"] in args.tasks]
+        table = measure_cost(tasks, args.cost, log, repeats=1 if args.mode == "tiny" else 3)
+        (out_dir / "cost.md").write_text(table)
+        return 0
     if not args.plot_only:
         import torch
 
@@ -275,13 +313,20 @@ def main(argv=None):
         if args.tasks:
             tasks = [t for t in tasks if t["name"] in args.tasks]
         names = None if not args.configs else ["magnitude", *args.configs]
+        done = set()
+        if args.append:
+            import pandas as pd
+
+            done = set(pd.read_csv(out_dir / "results.csv").config)
+            names = [n for n in (names or CONFIGS) if n not in done]
         log(f"mode={args.mode} tasks={[t['name'] for t in tasks]} n_jobs={args.n_jobs} python "
             f"{platform.python_version()} torch {torch.__version__}, {os.cpu_count()} cpu(s)")
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as memory_dir:
             for index, task in enumerate(tasks):
                 rows = run_task(task, args.n_jobs, memory_dir, log, names)
-                write_rows(out_dir / "results.csv", rows, append=index > 0)
+                rows = [row for row in rows if row["config"] not in done]
+                write_rows(out_dir / "results.csv", rows, append=args.append or index > 0)
         log(f"total wall time {time.perf_counter() - start:.0f} s")
     make_outputs(out_dir, log)
     if not args.plot_only:

@@ -186,7 +186,8 @@ def make_estimator(task, **params):
                 lr=1e-3, max_epochs=task["epochs"], finetune_epochs=task["epochs"],
                 batch_size=task["batch_size"], scope="global")
     if "output_metric" in PrunedMLPClassifier().get_params():
-        base["output_metric"] = "euclidean"  # the paper's metric (on the logits)
+        # the paper's EC: one shot, Euclidean metric on the logits (not the EC+ defaults)
+        base.update(output_metric="euclidean", prune_steps=1, gradual=False)
     base.update(params)
     if task["kind"] == "classification":
         return PrunedMLPClassifier(**base)

@@ -19,7 +19,7 @@ from torch.nn.utils import prune
 from ._layers import effective_weight, kept_mask, linear_layers
 from .importance import check_method, compute_importance
 
-SCOPES = ("global", "layer")
+SCOPES = ("global", "layer", "magnitude_budget")
 
 
 @dataclass
@@ -145,13 +145,33 @@ def select_kept_weights(
     if scope == "layer":
         return [select_kept_weights([s], [k], ratio, "global")[0] for s, k in zip(scores, kept)]
     if scope != "global":
-        raise ValueError(f"Unknown scope {scope!r}; expected one of {SCOPES}.")
+        raise ValueError(f"Unknown scope {scope!r}; expected 'global' or 'layer' here.")
     ranked = [_removal_priority(s, k) for s, k in zip(scores, kept)]
     if layer_floor > 0:
         ranked = [_protect_layer_floor(r, k, layer_floor) for r, k in zip(ranked, kept)]
-    flat_scores = torch.cat([r.reshape(-1) for r in ranked])
     n_absent = sum(int((~k).sum()) for k in kept)
-    n_remove = max(int(round(ratio * flat_scores.numel())), n_absent)
+    n_remove = max(int(round(ratio * sum(k.numel() for k in kept))), n_absent)
+    return _remove_lowest(ranked, kept, n_remove, ratio, layer_floor)
+
+
+def select_within_budget(
+    scores: list[torch.Tensor], kept: list[torch.Tensor], budget: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Keep as many weights in each layer as ``budget`` does, the best-scored ones.
+
+    ``budget`` is a selection by another criterion (``scope="magnitude_budget"``: global
+    magnitude pruning); it fixes how many weights each layer keeps, ``scores`` which.
+    """
+    masks = []
+    for s, k, b in zip(scores, kept, budget):
+        n_remove = k.numel() - int(b.sum())
+        masks.append(_remove_lowest([_removal_priority(s, k)], [k], n_remove)[0])
+    return masks
+
+
+def _remove_lowest(ranked, kept, n_remove, ratio=None, layer_floor=0.0):
+    """Masks without the ``n_remove`` lowest of ``ranked`` (all layers together)."""
+    flat_scores = torch.cat([r.reshape(-1) for r in ranked])
     n_removable = int((flat_scores < torch.inf).sum())
     if n_remove > n_removable:
         raise ValueError(
@@ -212,7 +232,12 @@ def _prune_once(module, layers, X, y, ratio, scope, layer_floor, compensate, sco
     importance = compute_importance(module, X, y, **score_options)
     score_options["check_finite"] = False  # X passed the check: later steps skip it
     kept = [kept_mask(layer) for layer in layers]
-    keep = select_kept_weights(importance.scores, kept, ratio, scope, layer_floor)
+    if scope == "magnitude_budget":
+        magnitudes = [effective_weight(layer).abs() for layer in layers]
+        budget = select_kept_weights(magnitudes, kept, ratio, "global", layer_floor)
+        keep = select_within_budget(importance.scores, kept, budget)
+    else:
+        keep = select_kept_weights(importance.scores, kept, ratio, scope, layer_floor)
     results = []
     for index, layer in enumerate(layers):
         removed_now = kept[index] & ~keep[index]
@@ -265,6 +290,7 @@ def prune_model(
     batch_size: int = 1024,
     output_metric: str = "euclidean",
     random_state=None,
+    check_finite: bool = True,
 ) -> PruningReport:
     """Score, remove and compensate the weights of ``module`` in place.
 
@@ -283,8 +309,9 @@ def prune_model(
         ``round(ratio * n_l)`` per layer with ``scope="layer"``).
     method : str, default="ec"
         A key of :data:`sk_ecprune.SCORERS`.
-    scope : {"global", "layer"}, default="global"
-        Rank all weights together, or prune every layer by ``ratio``.
+    scope : {"global", "layer", "magnitude_budget"}, default="global"
+        Rank all weights together, prune every layer by ``ratio``, or let global magnitude
+        pruning decide how many weights each layer loses and ``method`` which ones.
     compensate : bool or None, default=None
         Add the method's bias shifts for removed weights. ``None`` compensates whenever the
         method has shifts (``"ec"``, ``"nonlinear"``).
@@ -292,9 +319,12 @@ def prune_model(
         Reach ``ratio`` in this many steps of a geometric schedule, re-scoring and
         re-compensating the pruned network at each step.
     layer_floor : float in [0, 1), default=0.0
-        With ``scope="global"``, keep at least this fraction of every layer's weights.
+        With a global scope, keep at least this fraction of every layer's weights.
     loss, batch_size, output_metric, random_state
         Passed to the scoring method; see :func:`sk_ecprune.score_weights`.
+    check_finite : bool, default=True
+        Check ``X`` for NaN and infinity (batch by batch, during the first scoring pass).
+        False skips the check for data validated before, as the estimators' ``fit`` does.
 
     Returns
     -------
@@ -309,7 +339,7 @@ def prune_model(
         raise ValueError(f"layer_floor must be a number in [0, 1); got {layer_floor!r}.")
     named = linear_layers(module)
     layers = [layer for _, layer in named]
-    _check_floor_allows_ratio(layers, ratio, layer_floor if scope == "global" else 0.0)
+    _check_floor_allows_ratio(layers, ratio, 0.0 if scope == "layer" else layer_floor)
     has_shifts = method in ("ec", "nonlinear")
     if compensate is None:
         compensate = has_shifts and all(layer.bias is not None for layer in layers)
@@ -324,6 +354,7 @@ def prune_model(
         batch_size=batch_size,
         output_metric=output_metric,
         random_state=random_state,
+        check_finite=bool(check_finite),
     )
     before = [kept_mask(layer) for layer in layers]
     start_sparsity = 1 - sum(int(k.sum()) for k in before) / sum(k.numel() for k in before)

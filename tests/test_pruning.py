@@ -284,3 +284,26 @@ def test_layer_floor_holds_through_prune_model_and_an_impossible_floor_is_refuse
     with pytest.raises(ValueError, match="layer_floor=0.5"):
         prune_model(fresh, _data(), ratio=0.9, layer_floor=0.5)
     assert not prune.is_pruned(fresh)
+
+
+def test_magnitude_budget_takes_layer_counts_from_magnitude_and_choice_from_the_method():
+    from sk_ecprune._module import MLP
+    from sk_ecprune.pruning import kept_masks
+
+    X = torch.randn(200, 6, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(3)
+    base = MLP(6, 3, (10, 8), "tanh")
+    modules = {scope: MLP(6, 3, (10, 8), "tanh") for scope in ("magnitude", "budget")}
+    for module in modules.values():
+        module.load_state_dict(base.state_dict())
+    scores = compute_importance(base, X, method="ec").scores
+    prune_model(modules["magnitude"], X, ratio=0.7, method="magnitude")
+    prune_model(modules["budget"], X, ratio=0.7, method="ec", scope="magnitude_budget",
+                compensate=False)
+    by_magnitude = kept_masks(modules["magnitude"]).values()
+    by_budget = kept_masks(modules["budget"]).values()
+    for mag, bud, score in zip(by_magnitude, by_budget, scores):
+        assert int(mag.sum()) == int(bud.sum())  # magnitude's count per layer
+        if 0 < int(bud.sum()) < bud.numel():  # EC's choice: every kept beats every removed
+            assert score[bud].min() >= score[~bud].max()
+    assert not all(torch.equal(a, b) for a, b in zip(by_magnitude, by_budget))

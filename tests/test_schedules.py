@@ -114,7 +114,7 @@ def test_gradual_spreads_the_epochs_and_ends_with_fine_tuning(reg_data):
 def test_one_gradual_step_is_one_shot_pruning(Est, reg_data, clf_data):
     X, y = reg_data if Est is PrunedMLPRegressor else clf_data
     kw = dict(**FAST, prune_ratio=0.6, random_state=0)
-    one_shot = Est(**kw).fit(X, y)
+    one_shot = Est(**kw, prune_steps=1, gradual=False).fit(X, y)
     gradual = Est(**kw, prune_steps=1, gradual=True).fit(X, y)
     for a, b in zip(_weights(one_shot.net_.module_), _weights(gradual.net_.module_)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -123,9 +123,9 @@ def test_one_gradual_step_is_one_shot_pruning(Est, reg_data, clf_data):
 def test_iterative_pruning_differs_from_one_shot_and_is_reproducible(clf_data):
     X, y = clf_data
     kw = dict(**{**FAST, "finetune_epochs": 0}, prune_ratio=0.8, random_state=0)
-    one_shot = PrunedMLPClassifier(**kw).fit(X, y)
-    iterative = PrunedMLPClassifier(**kw, prune_steps=5).fit(X, y)
-    again = PrunedMLPClassifier(**kw, prune_steps=5).fit(X, y)
+    one_shot = PrunedMLPClassifier(**kw, prune_steps=1).fit(X, y)
+    iterative = PrunedMLPClassifier(**kw, prune_steps=5, gradual=False).fit(X, y)
+    again = PrunedMLPClassifier(**kw, prune_steps=5, gradual=True).fit(X, y)  # no epochs
     masks = [[w != 0 for w in _weights(e.net_.module_)] for e in (one_shot, iterative, again)]
     assert any(not torch.equal(a, b) for a, b in zip(masks[0], masks[1]))
     np.testing.assert_array_equal(iterative.predict_proba(X), again.predict_proba(X))
