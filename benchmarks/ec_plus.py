@@ -57,6 +57,10 @@ CONFIGS = {
                                scope="magnitude_budget"),
 }
 MAGNITUDE = ("magnitude", "magnitude_gradual5", "magnitude_gradual15")
+#: Drawn in the figures (all are in the tables): the baselines, the paper's EC, the default
+#: (``ec_iter5`` right after pruning is ``ec_gradual5`` without epochs) and the strongest others.
+PLOTTED = ("magnitude", "magnitude_gradual5", "magnitude_gradual15", "ec", "ec_iter5",
+           "ec_iter20", "ec_gradual5", "ec_gradual5_budget")
 CSV_COLUMNS = ["task", "architecture", "noise", "seed", "config", "ratio", "stage", "loss",
                "loss_clean", "accuracy", "train_loss", "sparsity", "prune_time_s", "epoch_time_s",
                "prune_epochs", "fit_time_s"]
@@ -173,14 +177,14 @@ def plot_task(frame, task_name, path):
     rows = frame[frame.task == task_name].rename(columns={"config": "method"})
     classification = rows.accuracy.notna().any()
     display = PruningCurveDisplay.from_results(
-        rows, methods=[c for c in CONFIGS if c in set(rows.method)],
+        rows, methods=[c for c in PLOTTED if c in set(rows.method)],
         loss_name="test loss (cross-entropy)" if classification else "test loss (MSE)")
     for ax in np.ravel(display.axes_):
         ax.set_yscale("log")
     display.figure_.set_size_inches(12, 4.5)
     display.figure_.suptitle(f"{task_name} ({rows.architecture.iloc[0]}): EC+ schedules vs "
-                             f"magnitude, median and min-max over {rows.seed.nunique()} seeds",
-                             fontsize=10)
+                             f"magnitude, median and min-max over {rows.seed.nunique()} seeds; "
+                             "default = ec_iter5 (no epochs) / ec_gradual5", fontsize=10)
     display.figure_.tight_layout()
     display.figure_.savefig(path, dpi=72)
     plt.close(display.figure_)
@@ -330,7 +334,8 @@ def main(argv=None):
         log(f"total wall time {time.perf_counter() - start:.0f} s")
     make_outputs(out_dir, log)
     if not args.plot_only:
-        (out_dir / "run.log").write_text("\n".join(lines) + "\n")
+        with open(out_dir / "run.log", "a" if args.append else "w") as log_file:
+            log_file.write("\n".join(lines) + "\n")
     return 0
 
 

@@ -79,12 +79,26 @@ def chain_sensitivities(groups, preacts, output, metric="euclidean"):
     Both are squared norms ``|R J|^2``: ``R = I`` for the Euclidean metric and, for the
     Fisher one, ``R = (I - q q^T) diag(q)`` with ``q = sqrt(p)`` (``R^T R = F``, since
     ``I - q q^T`` is a projection when ``sum(p) = 1``). ``R J`` is carried down the chain in
-    place of ``J``, so the Fisher metric costs no more than the Euclidean one.
+    place of ``J``, so the Fisher metric costs no more than the Euclidean one. Rows are
+    processed in chunks so that no block exceeds :data:`MAX_JACOBIAN_ELEMENTS`; None when
+    a single row would.
     """
     n, n_outputs = output.shape
-    widths = [linear.out_features for linear, _ in groups]
-    if n * n_outputs * max(widths) > MAX_JACOBIAN_ELEMENTS:
+    per_row = n_outputs * max(linear.out_features for linear, _ in groups)
+    chunk = MAX_JACOBIAN_ELEMENTS // per_row
+    if chunk < 1:
         return None
+    parts = [
+        _chunk_sensitivities(groups, [a[start : start + chunk] for a in preacts],
+                             output[start : start + chunk], metric)
+        for start in range(0, n, chunk)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return [torch.cat(layer_parts) for layer_parts in zip(*parts)]
+
+
+def _chunk_sensitivities(groups, preacts, output, metric):
     sensitivities = [None] * len(groups)
     rotated = _output_metric_root(output.detach(), metric)  # R J, shape (n, n_outputs, width)
     for index in reversed(range(len(groups))):
@@ -103,7 +117,8 @@ def _output_metric_root(output, metric):
     n, n_outputs = output.shape
     eye = torch.eye(n_outputs, dtype=output.dtype, device=output.device)
     if metric == "euclidean":
-        return eye.expand(n, -1, -1)
+        # contiguous, so that the products down the chain fold into one matrix product
+        return eye.expand(n, -1, -1).contiguous()
     if metric != "fisher":
         raise ValueError(f"Unknown output_metric {metric!r}; expected 'euclidean' or 'fisher'.")
     p = torch.softmax(output, dim=1)

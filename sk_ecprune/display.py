@@ -276,6 +276,10 @@ class PruningCurveDisplay:
         if dense is not None and not isinstance(dense, dict):
             dense = {"dense": float(dense)}
         dense_styles = ("--", ":", "-.")
+        # one colour per method in every panel, even where a panel lacks some methods
+        methods = list(dict.fromkeys(m for stage in stages for m in self.losses[stage]))
+        cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+        colors = {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
         self.lines_ = {}
         for panel, stage in zip(axes, stages):
             self.lines_[stage] = {}
@@ -284,7 +288,7 @@ class PruningCurveDisplay:
                 measured = ~np.all(np.isnan(values), axis=0)  # ratios this method was run at
                 x, v = self.ratios[measured], values[:, measured]
                 (line,) = panel.plot(x, np.nanmedian(v, axis=0), marker="o", markersize=3,
-                                     label=method)
+                                     label=method, color=colors[method])
                 self.lines_[stage][method] = line
                 n_seeds = (~np.isnan(v)).sum(0)
                 if spread != "none" and v.size and n_seeds.max() > 1:

@@ -76,3 +76,14 @@ def test_a_jacobian_too_large_falls_back_to_autograd_with_equal_scores(monkeypat
     assert calls and all(c is None for c in calls)  # the general path ran
     for a, b in zip(fast.scores + fast.bias_shifts, slow.scores + slow.bias_shifts):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_large_batches_are_processed_in_chunks_with_equal_scores(monkeypatch):
+    torch.manual_seed(2)
+    module = MLP(6, 5, (9, 8), "tanh").double()
+    X = torch.randn(100, 6, dtype=torch.float64)
+    whole = compute_importance(module, X, method="ec", output_metric="fisher")
+    monkeypatch.setattr(_chain, "MAX_JACOBIAN_ELEMENTS", 7 * 5 * 9)  # 7 rows per chunk
+    chunked = compute_importance(module, X, method="ec", output_metric="fisher")
+    for a, b in zip(whole.scores + whole.bias_shifts, chunked.scores + chunked.bias_shifts):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)

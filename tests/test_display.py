@@ -187,3 +187,14 @@ def test_plot_checks_axes_and_spread(classifier_display):
     redrawn = classifier_display.plot(spread="std", logy=False)
     assert redrawn.axes_[0].get_yscale() == "linear"
     assert len(redrawn.axes_[0].collections) == len(METHODS)
+
+
+def test_a_method_keeps_its_colour_in_every_panel():
+    rows = [dict(stage=stage, method=method, seed=0, ratio=r, loss=1.0 + r)
+            for stage, methods in (("pruned", ["a", "c"]), ("finetuned", ["b", "a", "c"]))
+            for method in methods for r in (0.5, 0.9)]
+    display = PruningCurveDisplay.from_results(rows)
+    lines = display.lines_
+    assert lines["pruned"]["a"].get_color() == lines["finetuned"]["a"].get_color()
+    assert lines["pruned"]["c"].get_color() == lines["finetuned"]["c"].get_color()
+    assert len({line.get_color() for line in lines["finetuned"].values()}) == 3

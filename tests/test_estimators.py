@@ -322,9 +322,10 @@ def test_verbose_prints_both_tables_and_a_pruning_line(reg_data, capsys):
     out = capsys.readouterr().out
     assert out.count("train_loss") == 2  # one table header per phase
     lines = [line for line in out.splitlines() if line.startswith("Pruning:")]
-    assert len(lines) == 1
-    assert re.search(r"method=ec, ratio=0.5, removed \d+/\d+ weights .* in [\d.]+s; "
-                     r"train loss [\d.]+ -> [\d.]+", lines[0]), lines[0]
+    assert len(lines) == 5  # one per call of the default gradual schedule
+    assert re.search(r"method=ec, ratio=0.5, removed \d+/\d+ weights .* \(call 5/5 .* in "
+                     r"[\d.]+s; train loss [\d.]+ -> [\d.]+", lines[-1]), lines[-1]
+    assert "train loss" not in lines[0]
 
 
 def test_verbose_zero_is_silent(reg_data, capsys):
