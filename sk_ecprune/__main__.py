@@ -119,8 +119,9 @@ def main(argv=None):
     if args.quick:
         args.seeds, args.epochs, args.ratios = 1, 2, [0.5, 0.9]
     print(f"Digits (scikit-learn; 1347 training / 450 test images), 64-32-32-10 PReLU "
-          f"network: {args.epochs} epochs of training, one-shot pruning, {args.epochs} "
-          f"epochs of fine-tuning.", flush=True)
+          f"network: {args.epochs} epochs of training, then the default schedule: pruning in "
+          f"5 steps with {args.epochs} epochs of fine-tuning spread between them (\"right "
+          "after pruning\": the same 5 steps without fine-tuning).", flush=True)
     start = time.perf_counter()
     rows = run_demo(seeds=range(args.seeds), ratios=args.ratios, methods=args.methods,
                     epochs=args.epochs)

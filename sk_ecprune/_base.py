@@ -92,6 +92,11 @@ default="prelu"
         With a global scope, keep at least this fraction of the weights of every
         layer: a global ranking can otherwise empty a layer and cut the network.
 
+    scoring_samples : int >= 1 or None, default=8192
+        Rows of X (drawn at random, once per fit) on which the weights are scored; None
+        scores on all of X. The scores are expectations over the data, which a few
+        thousand rows estimate well; scoring cost grows with the rows used.
+
     output_metric : {"auto", "euclidean", "fisher"}, default="auto"
         How ``"ec"`` (and ``"obd"``) measure the change of the network's output:
         ``"euclidean"`` is the squared norm of the change of the outputs (the paper's
@@ -130,8 +135,8 @@ default="prelu"
         CPU-only machine (onto the CPU).
 
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, batch shuffling, the validation split and the
-        ``"random"`` method. With an int, ``fit`` is reproducible bit for bit on CPU;
+        Seeds weight initialisation, batch shuffling, the validation split, the rows
+        scored (``scoring_samples``) and the ``"random"`` method. With an int, ``fit`` is reproducible bit for bit on CPU;
         torch's and numpy's global random states are left untouched.
 
     verbose : int, default=0
@@ -141,7 +146,8 @@ default="prelu"
     memory : str, joblib.Memory or None, default=None
         Cache of the trained dense network, as ``Pipeline(memory=...)``: a directory or
         a :class:`joblib.Memory`. Fits that differ only in ``prune_ratio``, ``method``,
-        ``scope``, ``prune_steps``, ``gradual``, ``layer_floor``, ``output_metric``,
+        ``scope``, ``prune_steps``, ``gradual``, ``layer_floor``, ``scoring_samples``,
+        ``output_metric``,
         ``finetune_epochs`` or ``verbose`` (for example
         the grid points of a ``GridSearchCV`` on one fold) train the dense network once
         and load it afterwards; any other parameter, the data, the seed, the versions
@@ -202,6 +208,7 @@ class _BasePrunedMLP(BaseEstimator):
         "prune_steps": [Interval(Integral, 1, None, closed="left")],
         "gradual": ["boolean"],
         "layer_floor": [Interval(Real, 0, 1, closed="left")],
+        "scoring_samples": [None, Interval(Integral, 1, None, closed="left")],
         "output_metric": [StrOptions({"auto", "euclidean", "fisher"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
@@ -226,6 +233,7 @@ class _BasePrunedMLP(BaseEstimator):
         prune_steps=5,
         gradual=True,
         layer_floor=0.0,
+        scoring_samples=8192,
         output_metric="auto",
         max_epochs=15,
         finetune_epochs=15,
@@ -247,6 +255,7 @@ class _BasePrunedMLP(BaseEstimator):
         self.prune_steps = prune_steps
         self.gradual = gradual
         self.layer_floor = layer_floor
+        self.scoring_samples = scoring_samples
         self.output_metric = output_metric
         self.max_epochs = max_epochs
         self.finetune_epochs = finetune_epochs
@@ -414,6 +423,7 @@ class _BasePrunedMLP(BaseEstimator):
             output_metric=self._engine_output_metric(),
             random_state=seed,
             check_finite=False,  # validate_data has checked X
+            max_samples=self.scoring_samples,
         )
         self.pruning_time_ += report.time_s
         masks = {name: mask.cpu() for name, mask in kept_masks(module).items()}

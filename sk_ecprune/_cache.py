@@ -73,6 +73,7 @@ PRUNING_STAGE_PARAMETERS = frozenset(
         "prune_steps",
         "gradual",
         "layer_floor",
+        "scoring_samples",
         "output_metric",
         "finetune_epochs",
         "memory",

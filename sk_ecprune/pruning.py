@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from ._layers import effective_weight, kept_mask, linear_layers
-from .importance import check_method, compute_importance
+from .importance import check_method, compute_importance, make_generator
 
 SCOPES = ("global", "layer", "magnitude_budget")
 
@@ -261,6 +261,18 @@ def _check_floor_allows_ratio(layers, ratio, layer_floor):
         )
 
 
+def _subsample(X, y, max_samples, random_state):
+    """``max_samples`` rows of X (and y) drawn without replacement, in their order."""
+    if max_samples is None or len(X) <= max_samples:
+        return X, y
+    if isinstance(max_samples, bool) or int(max_samples) < 1:
+        raise ValueError(f"max_samples must be a positive integer or None; got {max_samples!r}.")
+    rows = torch.randperm(len(X), generator=make_generator(random_state))[: int(max_samples)]
+    rows = rows.sort().values
+    take = lambda data: data[rows] if isinstance(data, torch.Tensor) else data[rows.numpy()]  # noqa: E731
+    return take(X), None if y is None else take(y)
+
+
 def step_ratios(ratio: float, steps: int, start: float = 0.0) -> list[float]:
     """Ratios after each step of a geometric schedule from sparsity ``start`` to ``ratio``.
 
@@ -291,6 +303,7 @@ def prune_model(
     output_metric: str = "euclidean",
     random_state=None,
     check_finite: bool = True,
+    max_samples: int | None = None,
 ) -> PruningReport:
     """Score, remove and compensate the weights of ``module`` in place.
 
@@ -325,6 +338,10 @@ def prune_model(
     check_finite : bool, default=True
         Check ``X`` for NaN and infinity (batch by batch, during the first scoring pass).
         False skips the check for data validated before, as the estimators' ``fit`` does.
+    max_samples : int or None, default=None
+        Estimate the scores' expectations on a random subset of this many rows (drawn once,
+        from ``random_state``, and used by every step) instead of all of ``X``; None uses
+        all rows. Scoring cost is proportional to the rows used.
 
     Returns
     -------
@@ -337,6 +354,7 @@ def prune_model(
         raise ValueError(f"Unknown scope {scope!r}; expected one of {SCOPES}.")
     if isinstance(layer_floor, bool) or not 0 <= layer_floor < 1:
         raise ValueError(f"layer_floor must be a number in [0, 1); got {layer_floor!r}.")
+    X, y = _subsample(X, y, max_samples, random_state)
     named = linear_layers(module)
     layers = [layer for _, layer in named]
     _check_floor_allows_ratio(layers, ratio, 0.0 if scope == "layer" else layer_floor)

@@ -307,3 +307,29 @@ def test_magnitude_budget_takes_layer_counts_from_magnitude_and_choice_from_the_
         if 0 < int(bud.sum()) < bud.numel():  # EC's choice: every kept beats every removed
             assert score[bud].min() >= score[~bud].max()
     assert not all(torch.equal(a, b) for a, b in zip(by_magnitude, by_budget))
+
+
+def test_max_samples_scores_a_seeded_subset_of_rows():
+    from sk_ecprune._module import MLP
+    from sk_ecprune.pruning import _subsample
+
+    X = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
+    Xs, _ = _subsample(X, None, 64, random_state=7)
+    torch.manual_seed(0)
+    base = MLP(5, 2, (6,), "tanh")
+    modules = [MLP(5, 2, (6,), "tanh") for _ in range(3)]
+    for module in modules:
+        module.load_state_dict(base.state_dict())
+    prune_model(modules[0], X, ratio=0.6, max_samples=64, random_state=7)
+    prune_model(modules[1], Xs, ratio=0.6)  # the same rows, given explicitly
+    prune_model(modules[2], X, ratio=0.6, max_samples=1000, random_state=7)  # all rows
+    full = MLP(5, 2, (6,), "tanh")
+    full.load_state_dict(base.state_dict())
+    prune_model(full, X, ratio=0.6)
+    for a, b, c, d in zip(*(m.parameters() for m in (*modules, full))):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(c, d)
+    assert len(Xs) == 64 and len(torch.unique(Xs, dim=0)) == 64
+    assert torch.equal(_subsample(X, None, 64, random_state=7)[0], Xs)
+    with pytest.raises(ValueError, match="max_samples"):
+        prune_model(MLP(5, 2, (6,), "tanh"), X, ratio=0.5, max_samples=0)

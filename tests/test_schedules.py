@@ -152,3 +152,15 @@ def test_losses_and_time_are_recorded_around_the_pruning(reg_data):
     assert dense.pruning_report_ is None and dense.pruning_time_ == 0
     assert dense.loss_after_pruning_ == dense.loss_before_pruning_
     assert len(dense.history_finetune_) == FAST["finetune_epochs"]
+
+
+def test_scoring_samples_subsamples_only_larger_data(reg_data):
+    X, y = reg_data  # 90 rows
+    kw = dict(**FAST, prune_ratio=0.7, random_state=0)
+    every_row = PrunedMLPRegressor(**kw, scoring_samples=None).fit(X, y)
+    more_than_x = PrunedMLPRegressor(**kw, scoring_samples=500).fit(X, y)
+    subset = PrunedMLPRegressor(**kw, scoring_samples=20).fit(X, y)
+    np.testing.assert_array_equal(every_row.predict(X), more_than_x.predict(X))
+    masks = [[w != 0 for w in _weights(e.net_.module_)] for e in (every_row, subset)]
+    assert any(not torch.equal(a, b) for a, b in zip(*masks))
+    assert subset.sparsity_ == every_row.sparsity_
