@@ -265,18 +265,6 @@ def measure_cost(tasks, schedules, log, repeats=3):
     return "\n".join(lines) + "\n"
 
 
-def make_outputs(out_dir, log):
-    import pandas as pd
-
-    frame = pd.read_csv(out_dir / "results.csv")
-    for task_name in frame.task.unique():
-        path = out_dir / f"{task_name}.png"
-        plot_task(frame, task_name, path)
-        log(f"wrote {path}")
-    (out_dir / "summary.md").write_text(summary_tables(frame))
-    log(f"wrote {out_dir / 'summary.md'}")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
@@ -332,7 +320,7 @@ def main(argv=None):
                 rows = [row for row in rows if row["config"] not in done]
                 write_rows(out_dir / "results.csv", rows, append=args.append or index > 0)
         log(f"total wall time {time.perf_counter() - start:.0f} s")
-    make_outputs(out_dir, log)
+    rp.make_outputs(out_dir, log, plot_task, summary_tables)
     if not args.plot_only:
         with open(out_dir / "run.log", "a" if args.append else "w") as log_file:
             log_file.write("\n".join(lines) + "\n")

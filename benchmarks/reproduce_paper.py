@@ -435,15 +435,20 @@ def summary_tables(frame):
     return "\n".join(out)
 
 
-def make_outputs(out_dir, log):
+def make_outputs(out_dir, log, plot=None, tables=None):
+    """One PNG per task and ``summary.md`` from ``out_dir/results.csv``.
+
+    ``plot(frame, task_name, path)`` and ``tables(frame) -> str`` default to this script's
+    :func:`plot_task` and :func:`summary_tables` (``ec_plus.py`` passes its own).
+    """
     import pandas as pd
 
     frame = pd.read_csv(out_dir / "results.csv")
     for task_name in frame.task.unique():
         path = out_dir / f"{task_name}.png"
-        plot_task(frame, task_name, path)
+        (plot or plot_task)(frame, task_name, path)
         log(f"wrote {path} ({path.stat().st_size // 1024} KB)")
-    (out_dir / "summary.md").write_text(summary_tables(frame))
+    (out_dir / "summary.md").write_text((tables or summary_tables)(frame))
     log(f"wrote {out_dir / 'summary.md'}")
 
 
