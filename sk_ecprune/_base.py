@@ -11,7 +11,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.dataset import ValidSplit
 from skorch.history import History
 from sklearn.base import BaseEstimator, _fit_context
