@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import tempfile
 import time
@@ -44,6 +43,8 @@ from sklearn.preprocessing import StandardScaler
 
 from sk_ecprune import PrunedMLPRegressor
 from sk_ecprune.datasets import make_diffusion_sorption
+
+from _readme import write_section  # noqa: E402  (benchmarks/ is the script's path)
 
 README = Path(__file__).with_name("README.md")
 RATIOS = [0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95]
@@ -132,14 +133,7 @@ def run_config(X, y, groups, max_epochs, finetune_epochs, n_jobs, ratios, repeat
 
 
 def write_readme(lines):
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    block = "\n".join(["<!-- bench_grid -->", *lines, "<!-- /bench_grid -->"])
-    pattern = re.compile(r"<!-- bench_grid -->.*<!-- /bench_grid -->", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    README.write_text(text)
+    write_section("bench_grid", lines, README)
 
 
 def main():

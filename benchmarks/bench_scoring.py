@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ from torch import nn
 from sk_ecprune import score_weights
 from sk_ecprune._layers import ScoringData, linear_layers, module_device_dtype
 from sk_ecprune._nonlinear import input_means, nonlinear_output_change
+
+from _readme import write_section  # noqa: E402  (benchmarks/ is the script's path)
 
 README = Path(__file__).with_name("README.md")
 METHODS = ["ec", "obd", "magnitude", "gradient_magnitude", "random", "nonlinear"]
@@ -145,11 +146,7 @@ def ec_peak_memory(n):
 
 
 def write_readme(lines):
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    block = "\n".join(["<!-- bench_scoring -->", *lines, "<!-- /bench_scoring -->"])
-    pattern = re.compile(r"<!-- bench_scoring -->.*<!-- /bench_scoring -->", re.S)
-    text = pattern.sub(block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    README.write_text(text)
+    write_section("bench_scoring", lines, README)
 
 
 def main():

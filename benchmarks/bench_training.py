@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from _readme import write_section  # noqa: E402  (benchmarks/ is the script's path)
 
 README = Path(__file__).with_name("README.md")
 MARK = "bench_training"
@@ -309,14 +310,7 @@ def gpu_throughput(repeats, n=1_000_000, d=100, hidden=(1024, 1024), batch_size=
 
 # --------------------------------------------------------------------------------- report
 def write_readme(lines):
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    block = "\n".join([f"<!-- {MARK} -->", *lines, f"<!-- /{MARK} -->"])
-    pattern = re.compile(rf"<!-- {MARK} -->.*<!-- /{MARK} -->", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    README.write_text(text)
+    write_section(MARK, lines, README)
 
 
 def _mark(ok):
