@@ -164,3 +164,15 @@ def test_scoring_samples_subsamples_only_larger_data(reg_data):
     masks = [[w != 0 for w in _weights(e.net_.module_)] for e in (every_row, subset)]
     assert any(not torch.equal(a, b) for a, b in zip(*masks))
     assert subset.sparsity_ == every_row.sparsity_
+
+
+@pytest.mark.parametrize("Est", [PrunedMLPRegressor, PrunedMLPClassifier])
+@pytest.mark.parametrize("ratio", [0.6, 0.93])
+def test_magnitude_budget_schedule_reaches_exactly_round_ratio_weights(
+    Est, ratio, reg_data, clf_data
+):
+    X, y = reg_data if Est is PrunedMLPRegressor else clf_data
+    est = Est(**FAST, prune_ratio=ratio, scope="magnitude_budget", random_state=0).fit(X, y)
+    n_zero = sum(int((w == 0).sum()) for w in _weights(est.net_.module_))
+    assert n_zero == round(ratio * _n_weights(est))
+    assert est.pruning_report_.scope == "magnitude_budget"
