@@ -230,7 +230,6 @@ def add_bias_shift(layer: nn.Linear, shifts: torch.Tensor, removed: torch.Tensor
 def _prune_once(module, layers, X, y, ratio, scope, layer_floor, compensate, score_options):
     """One scoring pass and one masking step to ``ratio``; returns per-layer (removed, shift)."""
     importance = compute_importance(module, X, y, **score_options)
-    score_options["check_finite"] = False  # X passed the check: later steps skip it
     kept = [kept_mask(layer) for layer in layers]
     if scope == "magnitude_budget":
         magnitudes = [effective_weight(layer).abs() for layer in layers]
@@ -385,6 +384,7 @@ def prune_model(
         ):
             if shift is not None:
                 shifts[index] = shift if shifts[index] is None else shifts[index] + shift
+        score_options["check_finite"] = False  # X passed the first step's check
     report = PruningReport(method, ratio, scope, bool(compensate), int(steps))
     for (name, layer), kept_before, shift in zip(named, before, shifts):
         kept_after = kept_mask(layer)
