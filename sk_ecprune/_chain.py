@@ -39,20 +39,28 @@ MAX_JACOBIAN_ELEMENTS = 2**25
 def linear_chain(module: nn.Module, layers: list[nn.Linear]):
     """``[(linear, [elementwise modules after it]), ...]``, or None if not a plain chain.
 
-    ``module`` qualifies if it is an ``nn.Sequential``, or returns one from a
-    ``sequential_chain()`` method (a promise that its forward pass is that chain), and the
-    chain holds only ``layers`` (in order) and :data:`ELEMENTWISE` modules.
+    ``module`` qualifies only where its forward pass is known to be the chain: an
+    ``nn.Sequential`` that keeps ``nn.Sequential.forward``, or a module whose
+    ``sequential_chain()`` returns one and whose ``forward`` is defined by the same class
+    as that method (a subclass that overrides ``forward`` alone computes something else, so
+    it gets the autograd path). Every element must keep the ``forward`` of its torch class
+    (``nn.Linear`` or one of :data:`ELEMENTWISE`), and neither the module nor its
+    activations may carry forward hooks, which could change what they compute.
     """
-    chain = module if isinstance(module, nn.Sequential) else None
-    if chain is None and callable(getattr(module, "sequential_chain", None)):
+    chain = None
+    if isinstance(module, nn.Sequential):
+        chain = module
+    elif _defined_by(type(module), "forward") is _defined_by(type(module), "sequential_chain"):
         chain = module.sequential_chain()
-    if not isinstance(chain, nn.Sequential):
+    if not isinstance(chain, nn.Sequential) or _hooked(module):
         return None
     groups = []
     for item in _flatten(chain):
-        if isinstance(item, nn.Linear):
+        if item is None:
+            return None
+        if _keeps_forward(item, (nn.Linear,)):
             groups.append((item, []))
-        elif not isinstance(item, ELEMENTWISE):
+        elif not _keeps_forward(item, ELEMENTWISE) or _hooked(item):
             return None
         elif groups:  # elementwise modules before the first layer only change its input
             groups[-1][1].append(item)
@@ -61,7 +69,26 @@ def linear_chain(module: nn.Module, layers: list[nn.Linear]):
     return groups
 
 
+def _defined_by(cls, name):
+    """The class of ``cls``'s MRO that defines attribute ``name`` (None if none does)."""
+    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+
+
+def _keeps_forward(item, classes):
+    """Whether ``item`` is an instance of one of ``classes`` that keeps its ``forward``."""
+    return any(isinstance(item, cls) and type(item).forward is cls.forward for cls in classes)
+
+
+def _hooked(item):
+    return bool(item._forward_hooks or item._forward_pre_hooks)
+
+
 def _flatten(sequential: nn.Sequential):
+    """The elements of a chain of nested ``Sequential``s; None for a ``Sequential`` subclass
+    with its own ``forward``."""
+    if type(sequential).forward is not nn.Sequential.forward or _hooked(sequential):
+        yield None
+        return
     for item in sequential:
         if isinstance(item, nn.Sequential):
             yield from _flatten(item)

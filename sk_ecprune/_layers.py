@@ -64,6 +64,38 @@ def _check_finite(X: torch.Tensor) -> torch.Tensor:
     return X
 
 
+def check_input_width(module: nn.Module, X: torch.Tensor) -> None:
+    """Raise a ValueError naming the layer if ``module`` cannot take rows of ``X``.
+
+    One forward pass of the first row, with pre-hooks that compare each linear layer's
+    input width with its ``in_features``: the error says which layer expected how many
+    features, instead of torch's "mat1 and mat2 shapes cannot be multiplied".
+    """
+
+    def expect(name, layer):
+        def check(_, args):
+            width = args[0].shape[-1]
+            if width != layer.in_features:
+                raise ValueError(
+                    f"nn.Linear layer {name!r} of {type(module).__name__} expects "
+                    f"{layer.in_features} input features but receives {width} (X has "
+                    f"{X.shape[-1]} columns); pass X with the columns the module was built for."
+                )
+
+        return check
+
+    handles = [
+        layer.register_forward_pre_hook(expect(name, layer))
+        for name, layer in linear_layers(module)
+    ]
+    try:
+        with torch.no_grad():
+            module(X[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @dataclass
 class ScoringData:
     """The data a scoring method streams through the module, in batches.

@@ -29,6 +29,7 @@ from ._chain import chain_sensitivities, linear_chain
 from ._layers import (
     LayerRecorder,
     ScoringData,
+    check_input_width,
     effective_weight,
     evaluation_mode,
     forward_recorded,
@@ -278,6 +279,7 @@ def compute_importance(
     device, dtype = module_device_dtype(module)
     data = ScoringData.from_arrays(X, y, batch_size, device, dtype, check_finite)
     with evaluation_mode(module):
+        check_input_width(module, data.X[:1].to(device, dtype))
         importance = scorer(
             module,
             layers,

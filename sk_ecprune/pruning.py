@@ -9,6 +9,7 @@ plain parameters with ``prune.remove``.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -120,10 +121,11 @@ class PruningReport:
         return "\n".join(lines)
 
 
-def _check_ratio(ratio) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
-        raise ValueError(f"ratio must be a number in [0, 1); got {ratio!r}.")
-    return float(ratio)
+def _check_fraction(name, value) -> float:
+    """``value`` as a float in [0, 1); any real number type (numpy scalars too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1); got {value!r}.")
+    return float(value)
 
 
 def select_kept_weights(
@@ -347,12 +349,11 @@ def prune_model(
     report : PruningReport
     """
     start_time = time.perf_counter()
-    ratio = _check_ratio(ratio)
+    ratio = _check_fraction("ratio", ratio)
     check_method(method)
     if scope not in SCOPES:
         raise ValueError(f"Unknown scope {scope!r}; expected one of {SCOPES}.")
-    if isinstance(layer_floor, bool) or not 0 <= layer_floor < 1:
-        raise ValueError(f"layer_floor must be a number in [0, 1); got {layer_floor!r}.")
+    layer_floor = _check_fraction("layer_floor", layer_floor)
     X, y = _subsample(X, y, max_samples, random_state)
     named = linear_layers(module)
     layers = [layer for _, layer in named]
