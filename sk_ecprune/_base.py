@@ -5,28 +5,30 @@ pruning engine (:func:`sk_ecprune.pruning.prune_model`); it holds no pruning mat
 The public classes are in :mod:`sk_ecprune.estimators`.
 """
 
-import contextlib
 import inspect
 from numbers import Integral, Real
 
 import numpy as np
 import torch
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.dataset import ValidSplit
 from skorch.history import History
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._cache import fit_dense_cached
-from ._callbacks import HoldRemovedWeights
-from ._data import TensorBatchIterator, TensorDataset, fast_net_class
+from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
+from ._data import TensorBatchIterator, TensorDataset
 from ._module import ACTIVATIONS, MLP
+from ._net import PrunedNetClassifier, PrunedNetRegressor
 from ._validation import (
     OPTIMIZERS,
     RegisteredMethods,
     check_device,
     check_hidden_layer_sizes,
+    check_optimizer,
     to_tensor,
 )
 from .pruning import (
@@ -135,8 +137,10 @@ default="prelu"
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, batch shuffling, the validation split, the rows
-        scored (``scoring_samples``) and the ``"random"`` method. With an int, ``fit`` is reproducible bit for bit on CPU;
-        torch's and numpy's global random states are left untouched.
+        scored (``scoring_samples``) and the ``"random"`` method, through generators of
+        the fit's own. With an int, ``fit`` is reproducible in any thread (bit for bit
+        with the same torch thread settings, else to rounding) and torch's and numpy's
+        global random states are neither read nor changed.
 
     verbose : int, default=0
         0 is silent; 1 prints skorch's epoch table for both phases and one line for
@@ -152,11 +156,12 @@ default="prelu"
         and load it afterwards; any other parameter, the data, the seed, the versions
         of Python, torch, skorch, scikit-learn or numpy, or sk_ecprune's source start
         a new entry.
-        A cached fit is bit for bit the uncached one (on CPU, with the same thread
-        settings): the entry also restores torch's random state after training. Used
+        A cached fit equals the uncached one to rounding and a cache hit is bit for bit
+        its miss: the entry also holds the state of the batch-order generator. Used
         only with an int (or RandomState) ``random_state``; with None every fit differs
         and nothing is cached. An entry that cannot be read or fails its checksum is
-        trained again with a warning. Entries are not removed automatically (clear
+        trained again with a warning, and a directory that cannot be written costs a
+        warning and a fit without the cache. Entries are not removed automatically (clear
         them with ``joblib.Memory(path).clear()``); on a filesystem shared by all
         workers, the cache serves a distributed search.
 """
@@ -287,17 +292,33 @@ class _BasePrunedMLP(BaseEstimator):
         self : object
             The fitted estimator.
         """
+        self._discard_fit()
+        try:
+            self._fit_stages(X, y)
+        except BaseException:
+            # An interrupt or an error in any stage: nothing of this fit, nor of an earlier
+            # one, stays behind (a refit that fails must not leave old and new attributes).
+            self._discard_fit()
+            raise
+        return self
+
+    def _fit_stages(self, X, y):
+        """Validate, build, train dense, prune and fine-tune, finalize."""
         X, y_t = self._validate_fit_data(X, y)
         sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         device = check_device(self.device)
+        check_optimizer(self.optimizer)
         X_t = to_tensor(X)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        with _seeded_torch(seed, device):
-            self.net_ = self._build_net(sizes, device, seed)
-            self._fit_dense(X_t, y_t, seed)
-            self._prune_and_finetune(X_t, y_t, seed)
+        self.net_ = self._build_net(sizes, device, seed)
+        self._fit_dense(X_t, y_t, seed)
+        self._prune_and_finetune(X_t, y_t, seed)
         self._finalize()
-        return self
+
+    def _discard_fit(self):
+        """Remove every fitted attribute (public ``name_`` and private ``_name_``)."""
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
 
     def _build_net(self, hidden_layer_sizes, device, seed):
         """Return the (uninitialised) skorch net for this estimator's settings."""
@@ -320,12 +341,22 @@ class _BasePrunedMLP(BaseEstimator):
             train_split = ValidSplit(
                 self.validation_fraction, stratified=self._stratify, random_state=seed
             )
+        init_seed, shuffle_seed = np.random.SeedSequence(seed).generate_state(2)
+        divergence = RaiseOnDivergence("the dense training", self._divergence_advice())
         return net_class(
             module=MLP,
             module__n_features=self.n_features_in_,
             module__n_outputs=self._n_net_outputs,
             module__hidden_layer_sizes=hidden_layer_sizes,
             module__activation=self.activation,
+            # Private generators for the initial weights and the batch order: a seeded fit
+            # neither reads nor changes torch's global generator, which threads share.
+            module__random_state=int(init_seed),
+            iterator_train__generator=torch.Generator().manual_seed(int(shuffle_seed)),
+            # a loader draws a base seed even when it does not shuffle (validation,
+            # prediction): from a generator of its own, not torch's global one
+            iterator_valid__generator=torch.Generator().manual_seed(0),
+            callbacks=[("raise_on_divergence", divergence)],
             criterion=self._criterion,
             optimizer=optimizer,
             lr=self.lr,
@@ -343,16 +374,15 @@ class _BasePrunedMLP(BaseEstimator):
         """Stage 1: initialise and train the dense network for ``max_epochs``.
 
         With ``memory`` and a fixed ``random_state``, the trained network (module,
-        optimizer, history and torch's random state after training) is loaded from the
-        cache when an equal dense stage was trained before, else trained and stored; see
-        :mod:`sk_ecprune._cache`. Runs inside ``fit``'s seeded torch context.
+        optimizer, history and batch-order generator state after training) is loaded from
+        the cache when an equal dense stage was trained before, else trained and stored;
+        see :mod:`sk_ecprune._cache`.
         """
         fixed_seed = self.random_state is not None and self.random_state is not np.random
         if self.memory is None or not fixed_seed:
             self.net_.fit(X, y)
         else:
-            memory = check_memory(self.memory)
-            hit = fit_dense_cached(memory, self, self.net_, X, y, seed)
+            hit = fit_dense_cached(self.memory, self, self.net_, X, y, seed)
             if hit and self.verbose:
                 last = self.net_.history[-1]
                 print(
@@ -381,9 +411,15 @@ class _BasePrunedMLP(BaseEstimator):
             last = len(reports) == len(schedule)
             if last:
                 self.loss_after_pruning_ = self._training_loss(X, y)
+                if not np.isfinite(self.loss_after_pruning_):
+                    raise TrainingDiverged(
+                        f"The pruned network's training loss is {self.loss_after_pruning_}: "
+                        f"pruning with method={self.method!r} produced non-finite outputs."
+                    )
             if self.verbose:
                 self._print_pruning_line(reports[-1], len(reports), len(schedule), last)
-            self._finetune(X, y, epochs)
+            where = f" after pruning step {len(reports)} of {len(schedule)}"
+            self._finetune(X, y, epochs, "fine-tuning" + (where if len(schedule) > 1 else ""))
         if not schedule:
             self.loss_after_pruning_ = self.loss_before_pruning_
             if self.verbose:
@@ -427,28 +463,48 @@ class _BasePrunedMLP(BaseEstimator):
         self.pruning_time_ += report.time_s
         masks = {name: mask.cpu() for name, mask in kept_masks(module).items()}
         make_permanent(module)
-        self._hold_removed_weights.hold(masks)
+        self._hold_removed_weights_.hold(masks)
         return report
 
     def _start_finetuning(self):
-        """Fresh history, fine-tuning callback and optimizer for stage 3."""
+        """Fresh history, fine-tuning callbacks and optimizer for stage 3."""
         net = self.net_
         net.history = History()
-        self._hold_removed_weights = HoldRemovedWeights()
-        net.callbacks = [("hold_removed_weights", self._hold_removed_weights)]
+        self._hold_removed_weights_ = HoldRemovedWeights()
+        self._divergence_ = RaiseOnDivergence("fine-tuning", self._divergence_advice())
+        net.callbacks = [
+            ("hold_removed_weights", self._hold_removed_weights_),
+            ("raise_on_divergence", self._divergence_),
+        ]
         net.initialize_callbacks()  # fresh timers, scores and table header
         net.initialize_optimizer()
 
-    def _finetune(self, X, y, epochs):
+    def _finetune(self, X, y, epochs, stage="fine-tuning"):
         """Stage 3: ``epochs`` epochs of training with the removed weights held at zero."""
         if epochs > 0:
+            self._divergence_.stage = stage
             self.net_.partial_fit(X, y, epochs=epochs)
 
+    def _divergence_advice(self):
+        return (
+            f"Try a smaller lr (lr={self.lr!r}), inputs scaled to about unit variance (a "
+            "StandardScaler in a Pipeline)" + self._divergence_advice_extra
+            + ", or optimizer='adam'."
+        )
+
+    _divergence_advice_extra = ""
+
     def _finalize(self):
-        """Record the sparsity of the final network."""
-        del self._hold_removed_weights  # lives on in net_.callbacks_
+        """Check the final network and record its sparsity."""
+        del self._hold_removed_weights_, self._divergence_  # live on in net_.callbacks_
         module = self.net_.module_
         module.eval()
+        bad = [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise TrainingDiverged(
+                f"The fitted network has non-finite parameters ({', '.join(bad)}); "
+                f"{self._divergence_advice()}"
+            )
         linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
         n_zero = sum(int((m.weight == 0).sum()) for m in linears)
         n_total = sum(m.weight.numel() for m in linears)
@@ -527,27 +583,15 @@ def _data_path(net_class, device):
 
     The training data are held as tensors on the net's device and batches are sliced from
     them, through skorch's ``dataset``, ``iterator_train``/``iterator_valid`` and
-    ``train_step``; the batches are those of skorch's default path.
+    ``train_step``; the batches are those of skorch's default path. The net classes also
+    let interrupts reach the caller (:mod:`sk_ecprune._net`).
     """
     options = {
         "dataset": TensorDataset,
         "iterator_train": TensorBatchIterator,
         "iterator_valid": TensorBatchIterator,
     }
-    return fast_net_class(net_class), options
+    return _PRUNED_NETS[net_class], options
 
 
-@contextlib.contextmanager
-def _seeded_torch(seed, device):
-    """Run the block with torch seeded by ``seed``; restore the global RNG states after.
-
-    On CPU only the CPU generator is forked and seeded (the CUDA ones are not touched);
-    on CUDA all visible CUDA generators are forked too.
-    """
-    cuda_devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        if cuda_devices:
-            torch.manual_seed(seed)
-        else:
-            torch.default_generator.manual_seed(seed)
-        yield
+_PRUNED_NETS = {NeuralNetRegressor: PrunedNetRegressor, NeuralNetClassifier: PrunedNetClassifier}

@@ -11,10 +11,9 @@ miss, and loads it into the estimator's own (freshly built) skorch net.
 
 Exactness. A cached fit is bit-for-bit the uncached fit with the same settings (on CPU, with
 the same torch build and thread settings): the entry holds the trained module, optimizer and
-history, and the state of torch's random generator(s) right after training. Loading it
-restores that state, so pruning (``method="random"`` draws from it) and fine-tuning (batch
-shuffling) consume exactly the random numbers they would have consumed after training in the
-same process. Uncached fits are unchanged by this module.
+history, and the state of the net's private batch-order generator right after training.
+Loading it restores that state, so fine-tuning shuffles its batches exactly as it would
+after training in the same process. Uncached fits are unchanged by this module.
 
 What is in the key (:func:`dense_spec`): the estimator class, every constructor parameter
 except the ones that act only after the dense training (:data:`PRUNING_STAGE_PARAMETERS`),
@@ -36,7 +35,9 @@ import functools
 import hashlib
 import inspect
 import io
+import os
 import platform
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -46,6 +47,8 @@ import sklearn
 import skorch
 import torch
 from skorch.history import History
+
+from sklearn.utils.validation import check_memory
 
 from ._validation import check_device, check_hidden_layer_sizes, to_tensor
 
@@ -59,7 +62,7 @@ __all__ = [
 ]
 
 #: Version of the layout of a cache entry; part of the key.
-ENTRY_FORMAT = 1
+ENTRY_FORMAT = 2
 
 #: Constructor parameters that act only after the dense training (pruning, fine-tuning,
 #: printing, caching): grid points differing only in these share one cache entry. Every other
@@ -185,8 +188,8 @@ def train_dense(spec, X, y, estimator_class=None, verbose=0):
 
     This is the function ``memory.cache`` wraps. It builds a twin of the estimator with the
     dense-stage parameters of ``spec``, and does exactly what the first stage of
-    ``estimator.fit`` does: seed torch's (forked) generator with ``spec["seed"]``, build the
-    skorch net and fit it for ``max_epochs``. Torch's global random state is left untouched.
+    ``estimator.fit`` does: build the skorch net from ``spec["seed"]`` (its private
+    generators) and fit it for ``max_epochs``. Torch's global random state is not used.
 
     Parameters
     ----------
@@ -211,30 +214,23 @@ def train_dense(spec, X, y, estimator_class=None, verbose=0):
     dict
         ``{"format", "spec_hash", "sha256", "payload"}``: ``payload`` is a ``torch.save``
         serialisation of the module and optimizer state dicts (on the CPU), the history (a
-        list of dicts), the module's training flag and the random generator states after
-        training; ``sha256`` its digest; ``spec_hash`` the ``joblib.hash`` of ``spec``.
+        list of dicts), the module's training flag and the state of the batch-order
+        generator after training; ``sha256`` its digest; ``spec_hash`` the ``joblib.hash`` of ``spec``.
     """
-    from ._base import _seeded_torch  # the one seeding fit uses; imported late (cycle)
-
     twin = estimator_class(**spec["params"], verbose=verbose)
     for name, value in spec["fit_attributes"].items():
         setattr(twin, name, value)
     sizes = check_hidden_layer_sizes(twin.hidden_layer_sizes)
     device = check_device(twin.device)
     seed = spec["seed"]
-    with _seeded_torch(seed, device):
-        net = twin._build_net(sizes, device, seed)
-        net.fit(to_tensor(X), to_tensor(y))
-        rng = {
-            "cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-        }
+    net = twin._build_net(sizes, device, seed)
+    net.fit(to_tensor(X), to_tensor(y))
     content = {
         "module": {k: v.detach().cpu().clone() for k, v in net.module_.state_dict().items()},
         "optimizer": net.optimizer_.state_dict(),
         "history": [dict(epoch) for epoch in net.history],
         "training": bool(net.module_.training),
-        "rng": rng,
+        "shuffle_rng": net.iterator_train__generator.get_state(),
     }
     buffer = io.BytesIO()
     torch.save(content, buffer)
@@ -250,7 +246,8 @@ def train_dense(spec, X, y, estimator_class=None, verbose=0):
 def _restore(net, entry, spec_hash):
     """Load ``entry`` into the (built, not yet trained) skorch ``net``; raise if unusable.
 
-    Sets torch's random generator state(s) to the ones right after the dense training.
+    Sets the state of the net's batch-order generator to the one right after the dense
+    training.
     """
     if not isinstance(entry, dict) or entry.get("format") != ENTRY_FORMAT:
         raise ValueError("not a dense-stage cache entry of this version")
@@ -267,25 +264,25 @@ def _restore(net, entry, spec_hash):
     net.optimizer_.load_state_dict(content["optimizer"])
     net.module_.train(content["training"])
     net.history = History(content["history"])
-    torch.set_rng_state(content["rng"]["cpu"])
-    cuda_states = content["rng"]["cuda"]
-    if cuda_states is not None:
-        for index, state in enumerate(cuda_states[: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(state, index)
+    net.iterator_train__generator.set_state(content["shuffle_rng"])
 
 
 def _location(memory):
-    location = getattr(memory, "location", None)
+    location = memory if isinstance(memory, str) else getattr(memory, "location", None)
     return f" in {location}" if location else ""
 
 
 def fit_dense_cached(memory, estimator, net, X, y, seed):
     """Give ``net`` the trained dense network of ``estimator``, from ``memory`` if cached.
 
+    A cache that cannot be used (a location that cannot be created or written, settings
+    that cannot be hashed) costs a :class:`DenseCacheWarning` and a training without it,
+    never the fit; a read-only location that holds the entry is read as usual.
+
     Parameters
     ----------
-    memory : joblib.Memory or object with a joblib-like ``cache`` method
-        From :func:`sklearn.utils.validation.check_memory`.
+    memory : str, joblib.Memory or object with a joblib-like ``cache`` method
+        The estimator's ``memory`` parameter.
 
     estimator : PrunedMLPRegressor or PrunedMLPClassifier
         The estimator being fitted (data validated).
@@ -307,8 +304,8 @@ def fit_dense_cached(memory, estimator, net, X, y, seed):
 
     Notes
     -----
-    Must run inside ``fit``'s seeded torch context: loading sets torch's (forked) random
-    state to the one right after training.
+    Loading sets the state of the net's batch-order generator to the one right after
+    training, so that fine-tuning shuffles as it would after an uncached dense stage.
     """
     spec = dense_spec(estimator, seed)
     try:
@@ -330,6 +327,22 @@ def fit_dense_cached(memory, estimator, net, X, y, seed):
         )
         net.fit(X, y)
         return None
+    try:
+        return _fit_through_cache(check_memory(memory), estimator, net, X, y, spec, spec_hash)
+    except OSError as exc:  # no permission, read-only filesystem, a file in the path, ...
+        warnings.warn(
+            f"memory: the cache{_location(memory)} cannot be used ({type(exc).__name__}: "
+            f"{exc}); the dense network of {type(estimator).__name__} is trained without "
+            "it. Give memory a directory this process can write.",
+            DenseCacheWarning,
+            stacklevel=5,
+        )
+        net.fit(X, y)
+        return None
+
+
+def _fit_through_cache(memory, estimator, net, X, y, spec, spec_hash):
+    """:func:`fit_dense_cached` once ``memory`` is a usable cache and the key is known."""
     X, y = X.cpu().numpy(), y.cpu().numpy()  # hashed by content
     args = (spec, X, y)
     kwargs = {"estimator_class": type(estimator), "verbose": estimator.verbose}
@@ -348,8 +361,7 @@ def fit_dense_cached(memory, estimator, net, X, y, seed):
             except Exception as exc:
                 problem = exc
         if problem is None:
-            entry = cached.call(*args, **kwargs)[0]  # train and store
-            _restore(net, entry, spec_hash)
+            _restore(net, _train_and_store(cached, memory, args, kwargs), spec_hash)
             return False
     else:  # a duck-typed memory: call it, and retrain without it if its result is unusable
         try:
@@ -366,8 +378,22 @@ def fit_dense_cached(memory, estimator, net, X, y, seed):
         stacklevel=5,
     )
     if can_repair:
-        entry = cached.call(*args, **kwargs)[0]
+        entry = _train_and_store(cached, memory, args, kwargs)
     else:
         entry = train_dense(*args, **kwargs)
     _restore(net, entry, spec_hash)
     return False
+
+
+def _train_and_store(cached, memory, args, kwargs):
+    """Train the dense stage through ``cached`` (which stores it); return the entry.
+
+    Raises OSError before training if the cache directory cannot be written: joblib would
+    train, fail to store, and only warn of "a race condition".
+    """
+    location = getattr(memory, "location", None)
+    if isinstance(location, (str, os.PathLike)):
+        os.makedirs(location, exist_ok=True)
+        with tempfile.TemporaryFile(dir=location):
+            pass
+    return cached.call(*args, **kwargs)[0]

@@ -1,8 +1,49 @@
 """skorch callbacks the estimators plug into their network's training loop."""
 
+import math
+
 from skorch.callbacks import Callback
 
-__all__ = ["HoldRemovedWeights"]
+__all__ = ["HoldRemovedWeights", "RaiseOnDivergence", "TrainingDiverged"]
+
+
+class TrainingDiverged(ValueError):
+    """Training produced a non-finite loss: the fit cannot return a usable network."""
+
+
+class RaiseOnDivergence(Callback):
+    """Stop training with :class:`TrainingDiverged` when an epoch's loss is not finite.
+
+    skorch already computes the epoch losses (``train_loss`` and, with a validation split,
+    ``valid_loss``); checking them at the end of each epoch costs nothing and stops a
+    diverging fit where it happens instead of after the remaining epochs, the pruning and
+    the fine-tuning, which would otherwise return NaN predictions or fail much later with
+    an unrelated message.
+
+    Parameters
+    ----------
+    stage : str, default="training"
+        What the net is doing, for the message (``"the dense training"``,
+        ``"fine-tuning after pruning step 2 of 5"``, ...); the estimators set it before
+        each stage.
+
+    advice : str, default=""
+        What to try, appended to the message.
+    """
+
+    def __init__(self, stage="training", advice=""):
+        self.stage = stage
+        self.advice = advice
+
+    def on_epoch_end(self, net, **kwargs):
+        epoch = net.history[-1]
+        for key in ("train_loss", "valid_loss"):
+            value = epoch.get(key)
+            if value is not None and not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"Training diverged in {self.stage}: the {key.replace('_', ' ')} of "
+                    f"epoch {len(net.history)} is {value}. {self.advice}".rstrip()
+                )
 
 
 class HoldRemovedWeights(Callback):

@@ -23,10 +23,9 @@ This module plugs into skorch's own extension points instead of bypassing skorch
 Measured in ``benchmarks/bench_training.py`` (numbers in ``benchmarks/README.md``).
 
 Batches are *identical* to those of skorch's default path: the iterator draws its random
-numbers from torch's global generator exactly as a ``DataLoader`` with a
-``RandomSampler`` does (one draw for the loader's base seed, one for the sampler's
-permutation), so a seeded fit gives the same batches in the same order, and everything
-after the data path (the engine's scoring, the fine-tuning) sees the same random state.
+numbers from its ``generator`` (the estimators give it a private, seeded one) exactly as a
+``DataLoader`` with a ``RandomSampler`` does (one draw for the loader's base seed, then the
+sampler's permutation), so a seeded fit gives the same batches in the same order.
 Anything else (a dataset the iterator does not know, ``num_workers``, a ``collate_fn``)
 goes through a plain ``DataLoader``, as skorch would do.
 """
@@ -159,8 +158,11 @@ class TensorBatchIterator:
     dataset : torch Dataset
     batch_size : int, default=1
     shuffle : bool, default=False
-        Reshuffle at every pass, with a permutation seeded from torch's global generator.
+        Reshuffle at every pass, with a permutation drawn from ``generator``.
     drop_last : bool, default=False
+    generator : torch.Generator or None, default=None
+        As ``DataLoader``'s: the source of the permutations (and of the loader's base
+        seed). None draws them through torch's global generator.
     **kwargs
         Further ``DataLoader`` options; giving any makes the iterator use a ``DataLoader``.
 
@@ -171,23 +173,35 @@ class TensorBatchIterator:
         ``RandomSampler`` when shuffled, else ``SequentialSampler``.
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, **kwargs):
+    def __init__(
+        self, dataset, batch_size=1, shuffle=False, drop_last=False, generator=None, **kwargs
+    ):
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.generator = generator
         self.loader_options = kwargs
         self._source = None if kwargs else _tensor_source(dataset)
         self._loader = None
         if self._source is None:
             self._loader = DataLoader(
-                dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs
+                dataset,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                drop_last=drop_last,
+                generator=generator,
+                **kwargs,
             )
             self.sampler = self._loader.sampler
         else:
             # The order the batches follow, as a DataLoader would hold it; the slicing
             # path draws the same permutation directly as a tensor.
-            self.sampler = RandomSampler(dataset) if self.shuffle else SequentialSampler(dataset)
+            self.sampler = (
+                RandomSampler(dataset, generator=generator)
+                if self.shuffle
+                else SequentialSampler(dataset)
+            )
 
     @property
     def uses_dataloader(self):
@@ -214,15 +228,22 @@ class TensorBatchIterator:
     def _batches(self):
         X, y, indices = self._source
         n = self._n_samples()
-        # The random numbers a DataLoader draws from the global generator: its base seed
-        # (drawn even without shuffling), then the RandomSampler's seed.
-        torch.empty((), dtype=torch.int64).random_()
+        # The random numbers a DataLoader draws: its base seed (drawn even without
+        # shuffling), then the RandomSampler's permutation, from the loader's generator or,
+        # without one, through a seed drawn from torch's global generator.
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
         order = indices
         if self.shuffle:
-            seed = int(torch.empty((), dtype=torch.int64).random_().item())
-            generator = torch.Generator()
-            generator.manual_seed(seed)
+            generator = self.generator
+            if generator is None:
+                seed = int(torch.empty((), dtype=torch.int64).random_().item())
+                generator = torch.Generator()
+                generator.manual_seed(seed)
             perm = torch.randperm(n, generator=generator).to(X.device)
+            if self.generator is not None:
+                # RandomSampler, read to its end, draws a second (empty) permutation for
+                # the remainder: with a shared generator that draw moves the next epoch's
+                torch.randperm(n, generator=generator)
             order = perm if indices is None else indices[perm]
         bs = self.batch_size
         stop_at = n - n % bs if self.drop_last else n

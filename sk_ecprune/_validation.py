@@ -14,6 +14,7 @@ __all__ = [
     "check_device",
     "check_finite_float32",
     "check_hidden_layer_sizes",
+    "check_optimizer",
     "to_tensor",
 ]
 
@@ -42,6 +43,22 @@ class RegisteredMethods(StrOptions):
     def options(self):
         """Sorted names of the registered scoring methods."""
         return sorted(SCORERS)
+
+
+def check_optimizer(optimizer):
+    """Raise if ``optimizer`` is a class that is not a ``torch.optim.Optimizer``.
+
+    Names are checked by the parameter constraints. A callable that is not a class (a
+    ``functools.partial``, a factory function) must return an optimizer when called with
+    the parameters and ``lr``; the net checks what it returns when it builds it.
+    """
+    if isinstance(optimizer, type) and not issubclass(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer={optimizer!r} is not a torch.optim.Optimizer subclass; pass one of "
+            f"{sorted(OPTIMIZERS)}, an optimizer class such as torch.optim.RMSprop, or a "
+            "callable params -> Optimizer (e.g. functools.partial(torch.optim.SGD, "
+            "momentum=0.9))."
+        )
 
 
 def check_hidden_layer_sizes(hidden_layer_sizes):

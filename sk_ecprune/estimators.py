@@ -59,6 +59,7 @@ class PrunedMLPRegressor(RegressorMixin, _BasePrunedMLP):
     _net_class = NeuralNetRegressor
     _criterion = torch.nn.MSELoss
     _stratify = False
+    _divergence_advice_extra = ", targets scaled likewise (TransformedTargetRegressor)"
 
     def _engine_output_metric(self):
         # The Fisher metric of a Gaussian likelihood with fixed variance (squared error)
@@ -72,7 +73,7 @@ class PrunedMLPRegressor(RegressorMixin, _BasePrunedMLP):
         with np.errstate(over="ignore"):
             y = np.asarray(y, dtype=np.float32)
         check_finite_float32(y, "y")
-        self._y_ndim = y.ndim
+        self._y_ndim_ = y.ndim
         y2d = y.reshape(len(y), -1)
         self.n_outputs_ = y2d.shape[1]
         return X, to_tensor(y2d)
@@ -95,7 +96,7 @@ class PrunedMLPRegressor(RegressorMixin, _BasePrunedMLP):
             Predictions (float64), with the dimensionality of the ``y`` seen in fit.
         """
         out = self._forward(X)
-        return out.ravel() if self._y_ndim == 1 else out
+        return out.ravel() if self._y_ndim_ == 1 else out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

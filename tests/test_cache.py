@@ -50,6 +50,7 @@ def _outputs(est, X):
 
 
 def _assert_same_fit(a, b, X):
+    """Bit for bit: for fits that ran the same computation (a cache hit against its miss)."""
     np.testing.assert_array_equal(_outputs(a, X), _outputs(b, X))
     state_a, state_b = a.net_.module_.state_dict(), b.net_.module_.state_dict()
     assert state_a.keys() == state_b.keys()
@@ -62,12 +63,36 @@ def _assert_same_fit(a, b, X):
     assert a.loss_after_pruning_ == b.loss_after_pruning_
 
 
+def _assert_equivalent_fit(a, b, X):
+    """A cached fit against the uncached one: the same steps, compared up to rounding.
+
+    The dense stage runs in another net (the cache's twin) and reaches the estimator through
+    state dicts, so the two are not one computation; the tolerance is far below what a
+    different batch order, a lost generator state or a skipped epoch changes (1e-2 here).
+    """
+    np.testing.assert_allclose(_outputs(a, X), _outputs(b, X), rtol=1e-5, atol=1e-6)
+    state_a, state_b = a.net_.module_.state_dict(), b.net_.module_.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        torch.testing.assert_close(state_a[key], state_b[key], rtol=1e-5, atol=1e-6)
+        assert torch.equal(state_a[key] == 0, state_b[key] == 0), key  # same removed weights
+    np.testing.assert_allclose(
+        a.history_dense_[:, "train_loss"], b.history_dense_[:, "train_loss"], rtol=1e-5
+    )
+    if len(a.history_finetune_):
+        np.testing.assert_allclose(
+            a.history_finetune_[:, "train_loss"], b.history_finetune_[:, "train_loss"], rtol=1e-5
+        )
+    assert a.loss_before_pruning_ == pytest.approx(b.loss_before_pruning_, rel=1e-5)
+    assert a.loss_after_pruning_ == pytest.approx(b.loss_after_pruning_, rel=1e-5)
+
+
 # ------------------------------------------------------------------------------ exactness
 @pytest.mark.parametrize("method", ["random", "ec"])
 @pytest.mark.parametrize("Est", ESTIMATORS)
-def test_cached_fit_is_bitwise_the_uncached_fit(Est, method, reg_data, clf_data, tmp_path):
-    # "random" draws its scores from torch's generator and fine-tuning shuffles with it:
-    # both see the generator state right after training, restored from the entry.
+def test_cached_fit_equals_the_uncached_fit_and_a_hit_its_miss(Est, method, reg_data, clf_data, tmp_path):
+    # Fine-tuning shuffles with the net's generator: its state right after training is
+    # restored from the entry. A hit is bit for bit its miss (the same computation).
     X, y = _data(Est, reg_data, clf_data)
     params = dict(FAST, method=method, prune_ratio=0.6, validation_fraction=0.25)
     plain = Est(**params).fit(X, y)
@@ -78,8 +103,9 @@ def test_cached_fit_is_bitwise_the_uncached_fit(Est, method, reg_data, clf_data,
     assert len(_entries(tmp_path)) == 1
     torch.testing.assert_close(torch.get_rng_state(), torch_state, rtol=0, atol=0)
     assert all(np.array_equal(u, v) for u, v in zip(np.random.get_state(), np_state))
-    _assert_same_fit(plain, miss, X)
-    _assert_same_fit(plain, hit, X)
+    _assert_equivalent_fit(plain, miss, X)
+    _assert_equivalent_fit(plain, hit, X)
+    _assert_same_fit(miss, hit, X)
     # the hit loaded the stored training (same epoch durations), it did not train again
     assert hit.history_dense_[:, "dur"] == miss.history_dense_[:, "dur"]
     assert hit.net_.optimizer_.state_dict()["param_groups"] == (
@@ -93,7 +119,7 @@ def test_finetune_zero_keeps_the_dense_optimizer_state(reg_data, tmp_path):
     plain = PrunedMLPRegressor(**params).fit(X, y)
     PrunedMLPRegressor(**params, memory=str(tmp_path)).fit(X, y)
     hit = PrunedMLPRegressor(**params, memory=str(tmp_path)).fit(X, y)
-    _assert_same_fit(plain, hit, X)
+    _assert_equivalent_fit(plain, hit, X)
     for state_a, state_b in zip(plain.net_.optimizer_.state.values(),
                                 hit.net_.optimizer_.state.values()):
         for key in state_a:
@@ -152,7 +178,7 @@ def test_dense_settings_and_data_make_new_entries(change, reg_data, tmp_path):
     changed.fit(X, y)
     assert len(_entries(tmp_path)) == 2
     plain = clone(changed).set_params(memory=None).fit(X, y)
-    _assert_same_fit(plain, changed, X)
+    _assert_equivalent_fit(plain, changed, X)
 
 
 def test_every_parameter_is_classified():
@@ -199,7 +225,7 @@ def test_unhashable_settings_train_without_the_cache(reg_data, tmp_path):
         est = PrunedMLPRegressor(**FAST, optimizer=optimizer, memory=str(tmp_path)).fit(X, y)
     assert _entries(tmp_path) == []
     plain = clone(est).set_params(memory=None).fit(X, y)
-    _assert_same_fit(plain, est, X)
+    _assert_equivalent_fit(plain, est, X)
 
 
 # ------------------------------------------------------------------------ damaged entries
@@ -243,11 +269,11 @@ def test_a_damaged_entry_is_retrained_with_a_warning(damage, clf_data, plain_ran
     with pytest.warns(DenseCacheWarning, match=r"could not be used .* training it again and "
                                                r"replacing the entry"):
         est = PrunedMLPClassifier(**params, memory=str(tmp_path)).fit(X, y)
-    _assert_same_fit(plain, est, X)
+    _assert_equivalent_fit(plain, est, X)
     with warnings.catch_warnings():  # repaired: the next fit loads it silently
         warnings.simplefilter("error")
         again = PrunedMLPClassifier(**params, memory=str(tmp_path)).fit(X, y)
-    _assert_same_fit(plain, again, X)
+    _assert_equivalent_fit(plain, again, X)
     assert again.history_dense_[:, "dur"] == est.history_dense_[:, "dur"]
 
 
@@ -262,7 +288,7 @@ def test_an_entry_of_other_settings_is_not_used(reg_data, tmp_path):
     with pytest.warns(DenseCacheWarning, match="computed for other settings"):
         est = PrunedMLPRegressor(**other, memory=str(tmp_path)).fit(X, y)
     plain = PrunedMLPRegressor(**other).fit(X, y)
-    _assert_same_fit(plain, est, X)
+    _assert_equivalent_fit(plain, est, X)
 
 
 # ------------------------------------------------------------------------------- search
@@ -273,10 +299,11 @@ def test_grid_search_with_memory_equals_the_search_without(clf_data, tmp_path):
     plain = GridSearchCV(est, grid, cv=2).fit(X, y)
     cached = GridSearchCV(clone(est).set_params(memory=str(tmp_path)), grid, cv=2).fit(X, y)
     assert len(_entries(tmp_path)) == 3  # one dense network per fold, one for the refit
+    # accuracies of well-separated blobs: robust to rounding, so equal
     for key in ("split0_test_score", "split1_test_score", "mean_test_score"):
         np.testing.assert_array_equal(plain.cv_results_[key], cached.cv_results_[key])
     assert plain.best_params_ == cached.best_params_
-    np.testing.assert_array_equal(plain.predict_proba(X), cached.predict_proba(X))
+    np.testing.assert_allclose(plain.predict_proba(X), cached.predict_proba(X), rtol=1e-5)
 
 
 @pytest.mark.gpu

@@ -48,7 +48,10 @@ def test_grid_search_on_a_local_dask_cluster_equals_the_serial_search(tmp_path):
         assert workers <= set(client.scheduler_info()["workers"])
 
     assert len(list(tmp_path.rglob("output.pkl"))) == 3  # 2 folds + the refit
+    # The workers run one torch thread, this process more: other kernels, so the networks
+    # agree up to rounding (far below the 1e-2 a wrong fit would change). The accuracies of
+    # well-separated blobs do not move with rounding.
     for key in ("split0_test_score", "split1_test_score", "mean_test_score", "rank_test_score"):
         np.testing.assert_array_equal(search.cv_results_[key], serial.cv_results_[key])
     assert search.best_params_ == serial.best_params_
-    np.testing.assert_array_equal(search.predict_proba(X), serial.predict_proba(X))
+    np.testing.assert_allclose(search.predict_proba(X), serial.predict_proba(X), rtol=1e-5)

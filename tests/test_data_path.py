@@ -18,8 +18,8 @@ from sk_ecprune import _base
 from sk_ecprune._data import (
     TensorBatchIterator,
     TensorDataset,
+    TensorNetMixin,
     TensorNetRegressor,
-    fast_net_class,
 )
 from sk_ecprune._module import MLP
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
@@ -56,7 +56,10 @@ def _assert_same_batches(ours, reference):
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("drop_last", [False, True])
 @pytest.mark.parametrize("subset", [False, True])
-def test_iterator_batches_and_random_draws_are_the_dataloaders(shuffle, drop_last, subset):
+@pytest.mark.parametrize("private_generator", [False, True])
+def test_iterator_batches_and_random_draws_are_the_dataloaders(
+    shuffle, drop_last, subset, private_generator
+):
     X = torch.randn(53, 3)
     y = torch.arange(53)
     ours_ds, ref_ds = TensorDataset(X, y), SkorchDataset(X, y)
@@ -64,20 +67,25 @@ def test_iterator_batches_and_random_draws_are_the_dataloaders(shuffle, drop_las
         indices = np.random.RandomState(0).permutation(53)[:41]
         ours_ds, ref_ds = Subset(ours_ds, indices), Subset(ref_ds, indices)
     options = dict(batch_size=8, shuffle=shuffle, drop_last=drop_last)
+
+    def draws(make_loader):
+        # three epochs through one loader, as skorch's fit loop does; returns the batches
+        # and the state of the generator drawn from
+        torch.manual_seed(3)
+        generator = torch.Generator().manual_seed(5) if private_generator else None
+        loader = make_loader(generator)
+        batches = [_batches(loader) for _ in range(3)]
+        return batches, (generator.get_state() if generator else torch.get_rng_state())
+
+    ours, state_ours = draws(lambda g: TensorBatchIterator(ours_ds, generator=g, **options))
+    reference, state_ref = draws(lambda g: DataLoader(ref_ds, generator=g, **options))
+    assert torch.equal(state_ours, state_ref)
     iterator = TensorBatchIterator(ours_ds, **options)
     assert not iterator.uses_dataloader
 
-    torch.manual_seed(3)
-    ours = [_batches(iterator) for _ in range(2)]  # two epochs: two permutations
-    state_after_ours = torch.get_rng_state()
-    torch.manual_seed(3)
-    loader = DataLoader(ref_ds, **options)
-    reference = [_batches(loader) for _ in range(2)]
-    assert torch.equal(state_after_ours, torch.get_rng_state())
-
     for epoch_ours, epoch_ref in zip(ours, reference):
         _assert_same_batches(epoch_ours, epoch_ref)
-    assert len(iterator) == len(loader) == len(ours[0])
+    assert len(iterator) == len(DataLoader(ref_ds, **options)) == len(ours[0])
     if shuffle:
         assert not torch.equal(ours[0][0][1], ours[1][0][1])
 
@@ -162,9 +170,15 @@ def test_fit_does_not_copy_float32_training_data(reg_data, monkeypatch):
 def test_tensor_path_gives_the_default_paths_results(
     Est, params, reg_data, clf_data, monkeypatch
 ):
+    # Two code paths, so equal only up to rounding: the sliced batches are views at other
+    # memory offsets than the DataLoader's stacked copies, and on some CPUs the matrix
+    # kernels round such inputs differently in the last bit. What must agree exactly is
+    # what decides the result (batch sizes and counts, the pruned positions); the weights
+    # and losses agree to a tolerance far below what a different batch order, a skipped
+    # epoch or a missed mask would change (about 1e-2 on these fits).
     X, y = reg_data if Est is PrunedMLPRegressor else clf_data
     ours = Est(**FAST, random_state=0, **params).fit(X, y)
-    assert isinstance(ours.net_, fast_net_class(Est._net_class))
+    assert isinstance(ours.net_, TensorNetMixin)
     assert isinstance(ours.net_.get_iterator(ours.net_.get_dataset(X)), TensorBatchIterator)
 
     monkeypatch.setattr(_base, "_data_path", lambda net_class, device: (net_class, {}))
@@ -174,19 +188,24 @@ def test_tensor_path_gives_the_default_paths_results(
 
     state, ref_state = ours.net_.module_.state_dict(), reference.net_.module_.state_dict()
     for key in ref_state:
-        assert torch.equal(state[key], ref_state[key]), key
+        torch.testing.assert_close(state[key], ref_state[key], rtol=1e-4, atol=1e-5)
+        assert torch.equal(state[key] == 0, ref_state[key] == 0), key  # same removed weights
     for history in ("history_dense_", "history_finetune_"):
-        # every entry (losses, batch sizes and counts, valid_acc, best-so-far flags) but
-        # the durations
         ours_h, ref_h = getattr(ours, history), getattr(reference, history)
         assert len(ours_h) == len(ref_h)
         for epoch, ref_epoch in zip(ours_h, ref_h):
-            assert {k: v for k, v in epoch.items() if k != "dur"} == {
-                k: v for k, v in ref_epoch.items() if k != "dur"
-            }, history
-    assert ours.loss_before_pruning_ == reference.loss_before_pruning_
-    assert ours.loss_after_pruning_ == reference.loss_after_pruning_
-    np.testing.assert_array_equal(ours.predict(X), reference.predict(X))
+            assert epoch.keys() == ref_epoch.keys()
+            for key, value in ref_epoch.items():
+                if key == "batches":
+                    sizes = [{k: v for k, v in b.items() if "size" in k} for b in value]
+                    assert sizes == [
+                        {k: v for k, v in b.items() if "size" in k} for b in epoch[key]
+                    ]
+                elif key != "dur":
+                    assert epoch[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert ours.loss_before_pruning_ == pytest.approx(reference.loss_before_pruning_, rel=1e-4)
+    assert ours.loss_after_pruning_ == pytest.approx(reference.loss_after_pruning_, rel=1e-4)
+    np.testing.assert_allclose(ours.predict(X), reference.predict(X), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("Est", [PrunedMLPRegressor, PrunedMLPClassifier])
@@ -243,8 +262,9 @@ def test_closure_optimizers_keep_skorchs_train_step():
         iterator_train__shuffle=True,
         **options,
     ).fit(X, y)
+    # the same train step, but batches sliced instead of stacked: equal up to rounding
     for p, q in zip(ours.module_.parameters(), reference.module_.parameters()):
-        assert torch.equal(p, q)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
 
 
 def test_gradient_listeners_are_still_called():
@@ -335,8 +355,9 @@ def test_dataset_follows_the_nets_device(reg_data):
 )
 def test_adam_steps_are_optimizer_step(optimizer, options, monkeypatch):
     # After the first step (which initialises the state through optimizer.step()), Adam's
-    # update goes through torch's functional adam: the weights must be bit for bit those
-    # of skorch's own train_step.
+    # update goes through torch's functional adam, called as Adam.step calls it; the train
+    # step around it is ours, not skorch's, so the two agree up to rounding (an update
+    # skipped or applied twice would move the weights by about lr = 1e-2).
     from sk_ecprune import _data
 
     calls = []
@@ -363,9 +384,11 @@ def test_adam_steps_are_optimizer_step(optimizer, options, monkeypatch):
     ).fit(X, y)
     assert len(calls) == 2 * 5 - 1
     for p, q in zip(ours.module_.parameters(), reference.module_.parameters()):
-        assert torch.equal(p, q)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
     for key, value in reference.optimizer_.state_dict()["state"][0].items():
-        assert torch.equal(ours.optimizer_.state_dict()["state"][0][key], value), key
+        torch.testing.assert_close(
+            ours.optimizer_.state_dict()["state"][0][key], value, rtol=1e-5, atol=1e-9
+        )
 
 
 def test_adam_step_declines_what_it_cannot_reproduce():
