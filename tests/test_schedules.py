@@ -128,7 +128,9 @@ def test_iterative_pruning_differs_from_one_shot_and_is_reproducible(clf_data):
     again = PrunedMLPClassifier(**kw, prune_steps=5, gradual=True).fit(X, y)  # no epochs
     masks = [[w != 0 for w in _weights(e.net_.module_)] for e in (one_shot, iterative, again)]
     assert any(not torch.equal(a, b) for a, b in zip(masks[0], masks[1]))
-    np.testing.assert_array_equal(iterative.predict_proba(X), again.predict_proba(X))
+    # one engine call of 5 steps (masks as prune's reparametrisation) against 5 calls of 1
+    # step (plain weights in between): the same arithmetic on another path, so to rounding
+    np.testing.assert_allclose(iterative.predict_proba(X), again.predict_proba(X), rtol=1e-6)
 
 
 def test_layer_floor_keeps_a_fraction_of_every_layer(reg_data):
