@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from sk_ecprune import score_weights
-from sk_ecprune._layers import ScoringData, linear_layers, module_device_dtype
-from sk_ecprune._nonlinear import input_means, nonlinear_output_change
+from sk_ecprune.engine.recording import ScoringData, linear_layers, module_device_dtype
+from sk_ecprune.engine.scoring.nonlinear import input_means, nonlinear_output_change
 
 from _readme import write_section  # noqa: E402  (benchmarks/ is the script's path)
 

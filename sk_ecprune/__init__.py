@@ -1,29 +1,44 @@
 """Elimination-compensation pruning of PyTorch MLPs, as scikit-learn estimators.
 
-The package has two halves that do not know each other:
+Two subpackages with one door between them:
 
-- the pruning engine (:mod:`sk_ecprune.importance`, :mod:`sk_ecprune.pruning`), which
-  scores and removes the weights of any ``torch.nn.Module`` built from ``nn.Linear`` layers;
-- the estimators (:mod:`sk_ecprune.estimators`), which train a skorch network, call the
-  engine, and fine-tune, inside one scikit-learn ``fit``.
+- :mod:`sk_ecprune.engine` (pure torch) scores, removes and compensates the weights of any
+  ``torch.nn.Module`` built from ``nn.Linear`` layers;
+- :mod:`sk_ecprune.estimators` (scikit-learn and skorch) train a network, call the engine
+  through :func:`~sk_ecprune.engine.prune_model` alone, and fine-tune, inside one ``fit``.
+
+The names below are loaded on first use, so that ``import sk_ecprune.engine`` does not pull
+in scikit-learn, skorch or joblib.
 """
 
-from .display import PruningCurveDisplay
-from .estimators import PrunedMLPClassifier, PrunedMLPRegressor
-from .importance import SCORERS, register_scorer, score_weights
-from .pruning import PruningReport, layer_sparsity, make_permanent, prune_model
-
-__all__ = [
-    "PrunedMLPClassifier",
-    "PrunedMLPRegressor",
-    "PruningCurveDisplay",
-    "SCORERS",
-    "PruningReport",
-    "layer_sparsity",
-    "make_permanent",
-    "prune_model",
-    "register_scorer",
-    "score_weights",
-]
+import importlib
 
 __version__ = "0.1.0.dev0"
+
+_EXPORTS = {
+    "PrunedMLPClassifier": "sk_ecprune.estimators",
+    "PrunedMLPRegressor": "sk_ecprune.estimators",
+    "PruningCurveDisplay": "sk_ecprune.display",
+    "SCORERS": "sk_ecprune.engine",
+    "Importance": "sk_ecprune.engine",
+    "PruningReport": "sk_ecprune.engine",
+    "layer_sparsity": "sk_ecprune.engine",
+    "make_permanent": "sk_ecprune.engine",
+    "prune_model": "sk_ecprune.engine",
+    "register_scorer": "sk_ecprune.engine",
+    "score_weights": "sk_ecprune.engine",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'sk_ecprune' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -8,12 +8,12 @@ from scipy.special import erfc
 from sklearn.datasets import load_digits
 
 from sk_ecprune.datasets import (
-    _retardation,
     load_digits_28x28,
     load_mnist,
     make_diffusion_sorption,
     solve_diffusion_sorption,
 )
+from sk_ecprune.datasets.diffusion_sorption import _retardation
 
 TIMES = np.array([100.0, 250.0, 500.0])
 SMALL = dict(n_samples=3, n_times=2, n_points=8, n_cells=64)

@@ -1,0 +1,38 @@
+"""The pruning engine: scores, selects, masks and compensates the weights of any torch module.
+
+Pure torch: importing it loads neither scikit-learn nor skorch nor joblib. It works on any
+``torch.nn.Module`` whose ``nn.Linear`` layers are each applied once per sample (a
+``Sequential``, a skorch module, a residual MLP). Where each part lives:
+
+- :mod:`.recording`: a module's linear layers, their inputs and outputs (hooks), the data;
+- :mod:`.sensitivities`: per-sample output sensitivities (autograd; closed form for chains);
+- :mod:`.scoring`: the registry :data:`SCORERS` and one module per family of methods;
+- :mod:`.selection`: which weights go (global, per layer, magnitude budget, layer floors);
+- :mod:`.masks`: ``torch.nn.utils.prune`` masks, :func:`make_permanent`;
+- :mod:`.compensation`: bias shifts for removed weights;
+- :mod:`.schedules`: iterative and gradual schedules;
+- :mod:`.report`: :class:`PruningReport`;
+- :mod:`.pruning`: :func:`prune_model`, which calls the others.
+"""
+
+from .masks import kept_masks, layer_sparsity, make_permanent
+from .pruning import prune_model
+from .report import LayerReport, PruningReport, chain_reports
+from .schedules import gradual_schedule, step_ratios
+from .scoring import SCORERS, Importance, register_scorer, score_weights
+
+__all__ = [
+    "SCORERS",
+    "Importance",
+    "LayerReport",
+    "PruningReport",
+    "chain_reports",
+    "gradual_schedule",
+    "kept_masks",
+    "layer_sparsity",
+    "make_permanent",
+    "prune_model",
+    "register_scorer",
+    "score_weights",
+    "step_ratios",
+]

@@ -1,0 +1,190 @@
+"""``prune_model``: score, select, mask and compensate, step after step.
+
+Orchestration only: the scores come from :mod:`.scoring`, the choice from :mod:`.selection`,
+the masks from :mod:`.masks`, the compensation from :mod:`.compensation`, the steps from
+:mod:`.schedules` and the report from :mod:`.report`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_fraction, check_positive_int
+from .compensation import add_bias_shift
+from .masks import apply_mask, effective_weight, kept_mask
+from .recording import linear_layers
+from .report import LayerReport, PruningReport
+from .schedules import step_ratios
+from .scoring import get_scorer, make_generator, score_weights
+from .selection import SCOPES, check_reachable, select
+
+__all__ = ["prune_model"]
+
+
+def prune_model(
+    module: nn.Module,
+    X,
+    y=None,
+    *,
+    ratio: float,
+    method: str = "ec",
+    scope: str = "global",
+    compensate: bool | None = None,
+    steps: int = 1,
+    layer_floor: float = 0.0,
+    loss=None,
+    batch_size: int = 1024,
+    output_metric: str = "euclidean",
+    random_state=None,
+    check_finite: bool = True,
+    max_samples: int | None = None,
+) -> PruningReport:
+    """Score, remove and compensate the weights of ``module`` in place.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any module whose ``nn.Linear`` layers are each applied once per sample. Its weights
+        are masked through ``torch.nn.utils.prune``; see :func:`make_permanent`.
+    X : array-like or torch.Tensor of shape (n_samples, n_features)
+        Data for the scores' expectations. Never modified.
+    y : array-like or torch.Tensor, default=None
+        Targets, for methods that need the loss (``"gradient_magnitude"``).
+    ratio : float in [0, 1)
+        Fraction of all weights (biases excluded) absent after pruning, counting those
+        already removed. Exactly ``round(ratio * n_weights)`` are absent afterwards (or
+        ``round(ratio * n_l)`` per layer with ``scope="layer"``).
+    method : str, default="ec"
+        A key of :data:`SCORERS`.
+    scope : {"global", "layer", "magnitude_budget"}, default="global"
+        Rank all weights together, prune every layer by ``ratio``, or let global magnitude
+        pruning decide how many weights each layer loses and ``method`` which ones.
+    compensate : bool or None, default=None
+        Add the method's bias shifts for removed weights. ``None`` compensates whenever the
+        method returns shifts (as ``"ec"`` and ``"nonlinear"`` do) and every layer has a
+        bias; True with a method that returns none is an error.
+    steps : int, default=1
+        Reach ``ratio`` in this many steps of a geometric schedule, re-scoring and
+        re-compensating the pruned network at each step.
+    layer_floor : float in [0, 1), default=0.0
+        With a global scope, keep at least this fraction of every layer's weights.
+    loss, batch_size, output_metric, random_state
+        Passed to the scoring method; see :func:`score_weights`.
+    check_finite : bool, default=True
+        Check ``X`` for NaN and infinity (batch by batch, during the first scoring pass).
+        False skips the check for data validated before, as the estimators' ``fit`` does.
+    max_samples : int or None, default=None
+        Estimate the scores' expectations on a random subset of this many rows (drawn once,
+        from ``random_state``, and used by every step) instead of all of ``X``; None uses
+        all rows. Scoring cost is proportional to the rows used.
+
+    Returns
+    -------
+    report : PruningReport
+    """
+
+    start_time = time.perf_counter()
+    plan = _Plan.checked(
+        ratio, method, scope, compensate, steps, layer_floor,
+        dict(method=method, loss=loss, batch_size=batch_size, output_metric=output_metric,
+             random_state=random_state, check_finite=bool(check_finite)),
+    )
+    X, y = _subsample(X, y, max_samples, random_state)
+    named = linear_layers(module)
+    layers = [layer for _, layer in named]
+    check_reachable([layer.weight.numel() for layer in layers], plan.ratio, plan.floor)
+    before = [kept_mask(layer) for layer in layers]
+    shifts, compensated = _run_steps(module, layers, X, y, plan, _sparsity(before))
+    report = PruningReport(method, plan.ratio, scope, compensated, plan.steps)
+    report.layers = [_layer_report(name, layer, kept, shift)
+                     for (name, layer), kept, shift in zip(named, before, shifts)]
+    report.time_s = time.perf_counter() - start_time
+    return report
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The checked arguments of one :func:`prune_model` call."""
+
+    ratio: float
+    method: str
+    scope: str
+    compensate: bool | None
+    steps: int
+    layer_floor: float
+    score_options: dict
+
+    @classmethod
+    def checked(cls, ratio, method, scope, compensate, steps, layer_floor, score_options):
+        get_scorer(method)
+        return cls(check_fraction("ratio", ratio), method, check_choice("scope", scope, SCOPES),
+                   None if compensate is None else bool(compensate),
+                   check_positive_int("steps", steps),
+                   check_fraction("layer_floor", layer_floor), score_options)
+
+    @property
+    def floor(self) -> float:
+        """The layer floor that applies: none with ``scope="layer"``."""
+        return 0.0 if self.scope == "layer" else self.layer_floor
+
+
+def _run_steps(module, layers, X, y, plan, start_sparsity):
+    """Every step of the schedule; returns the summed bias shift per layer and whether the
+    removals were compensated."""
+    shifts = [None] * len(layers)
+    compensate = plan.compensate
+    options = dict(plan.score_options)
+    for step_ratio in step_ratios(plan.ratio, plan.steps, min(start_sparsity, plan.ratio)):
+        importance = score_weights(module, X, y, **options)
+        options["check_finite"] = False  # X passed the first step's check
+        compensate = _decide_compensation(compensate, importance, layers, plan.method)
+        kept = [kept_mask(layer) for layer in layers]
+        magnitudes = None
+        if plan.scope == "magnitude_budget":
+            magnitudes = [effective_weight(layer).abs() for layer in layers]
+        keep = select(importance.scores, kept, step_ratio, plan.scope, plan.floor, magnitudes)
+        for index, layer in enumerate(layers):
+            apply_mask(layer, keep[index])
+            if compensate:
+                shift = add_bias_shift(layer, importance.bias_shifts[index],
+                                       kept[index] & ~keep[index])
+                shifts[index] = shift if shifts[index] is None else shifts[index] + shift
+    return shifts, bool(compensate)
+
+
+def _decide_compensation(requested, importance, layers, method):
+    """Compensate if asked, or (``None``) whenever the method returned bias shifts."""
+    if requested is None:
+        return importance.compensates and all(layer.bias is not None for layer in layers)
+    if requested and not importance.compensates:
+        raise ValueError(
+            f"method={method!r} returns no bias shifts to compensate with; use "
+            "compensate=None or False, or a compensating method such as 'ec'."
+        )
+    return requested
+
+
+def _sparsity(masks) -> float:
+    return 1 - sum(int(k.sum()) for k in masks) / sum(k.numel() for k in masks)
+
+
+def _layer_report(name, layer, kept_before, shift) -> LayerReport:
+    kept_after = kept_mask(layer)
+    return LayerReport(name, kept_after.numel(), int((~kept_after).sum()),
+                       int((kept_before & ~kept_after).sum()),
+                       None if shift is None else shift.detach().cpu())
+
+
+def _subsample(X, y, max_samples, random_state):
+    """``max_samples`` rows of X (and y) drawn without replacement, in their order."""
+    if max_samples is None or len(X) <= max_samples:
+        return X, y
+    max_samples = check_positive_int("max_samples", max_samples)
+    rows = torch.randperm(len(X), generator=make_generator(random_state))[:max_samples]
+    rows = rows.sort().values
+    take = lambda data: data[rows] if isinstance(data, torch.Tensor) else data[rows.numpy()]  # noqa: E731
+    return take(X), None if y is None else take(y)

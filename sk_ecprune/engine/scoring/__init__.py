@@ -1,0 +1,10 @@
+"""Scoring methods: the registry, and one module per family of methods.
+
+Importing this package registers the built-in methods; see :data:`SCORERS`.
+"""
+
+from . import baselines, ec, nonlinear  # noqa: F401  (register the built-in methods)
+from .registry import SCORERS, Importance, get_scorer, make_generator, register_scorer, score_weights
+
+__all__ = ["SCORERS", "Importance", "get_scorer", "make_generator", "register_scorer",
+           "score_weights"]

@@ -1,0 +1,104 @@
+"""Elimination-compensation (EC) and Optimal Brain Damage: scores from EC's statistics.
+
+With ``s_i(x)`` the output sensitivity of unit ``i`` and ``z_j`` the layer's input::
+
+    B_i = E[s_i],  A_ij = E[s_i z_j],  C_ij = E[s_i z_j^2]
+    EC:   I_ij = W_ij^2 (C_ij - A_ij^2 / B_i),    delta_b_ij = W_ij A_ij / B_i
+    OBD:  I_ij = W_ij^2 C_ij                       (no compensation)
+
+accumulated batch by batch, so memory does not depend on the number of samples
+(``docs/method.md`` derives them).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..masks import effective_weight
+from ..recording import ScoringData
+from ..sensitivities import recorded_sensitivities
+from .registry import Importance, register_scorer
+
+__all__ = ["ec_importance", "ec_statistics", "obd_importance"]
+
+
+class _ECStatistics:
+    """Streaming sums of B, A and C for one layer.
+
+    ``z`` is centred on a per-feature shift (the first batch's mean) before the products, so
+    that ``C - A^2 / B`` does not cancel catastrophically when computed in float32; the batch
+    products run in the module's precision and are summed in float64.
+    """
+
+    def __init__(self):
+        self.n = 0
+        self.shift = self.B = self.A = self.C = None
+
+    def update(self, s: torch.Tensor, z: torch.Tensor) -> None:
+        s, z = s.detach(), z.detach()
+        if self.shift is None:
+            self.shift = z.mean(0)
+            self.B = torch.zeros(s.shape[1], dtype=torch.float64, device=s.device)
+            self.A = torch.zeros(s.shape[1], z.shape[1], dtype=torch.float64, device=s.device)
+            self.C = torch.zeros_like(self.A)
+        centred = z - self.shift
+        self.n += z.shape[0]
+        self.B += s.sum(0, dtype=torch.float64)
+        self.A += (s.T @ centred).double()
+        self.C += (s.T @ centred.square()).double()
+
+    def means(self):
+        """``B``, ``A`` and ``C`` as expectations, ``A`` and ``C`` still about the shift."""
+        return self.B / self.n, self.A / self.n, self.C / self.n
+
+    def ec(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """EC scores ``W^2 (C - A^2/B)`` and shifts ``W A / B``; zero for dead units (B = 0)."""
+        B, A, C = self.means()
+        alive = (B > 0).unsqueeze(1)
+        safe_B = torch.where(alive, B.unsqueeze(1), torch.ones_like(B).unsqueeze(1))
+        weighted_mean = A / safe_B  # E_s[z - shift]
+        # C - A^2/B is a variance (>= 0); rounding may push a constant input slightly below.
+        variance = (C - A * weighted_mean).clamp_min(0)
+        W = weight.double()
+        scores = torch.where(alive, W.square() * variance, 0.0)
+        shifts = torch.where(alive, W * (weighted_mean + self.shift.double()), 0.0)
+        return scores, shifts
+
+    def obd(self, weight: torch.Tensor) -> torch.Tensor:
+        """Optimal Brain Damage (Gauss-Newton) score ``W^2 E[s z^2]``, no compensation."""
+        B, A, C = self.means()
+        c = self.shift.double()
+        uncentred_C = C + 2 * c * A + c.square() * B.unsqueeze(1)
+        return weight.double().square() * uncentred_C.clamp_min(0)
+
+
+def ec_statistics(
+    module: nn.Module, layers: list[nn.Linear], data: ScoringData, output_metric: str
+) -> list[_ECStatistics]:
+    """Accumulate the EC statistics of every layer over ``data``.
+
+    Per batch: one forward pass that records each layer's input and pre-activation, the
+    per-sample sensitivities (:func:`~sk_ecprune.engine.sensitivities.recorded_sensitivities`),
+    two matrix products per layer.
+    """
+    stats = [_ECStatistics() for _ in layers]
+    for inputs, sensitivities in recorded_sensitivities(module, layers, data, output_metric):
+        for stat, z, s in zip(stats, inputs, sensitivities):
+            stat.update(s, z)
+    return stats
+
+
+@register_scorer("ec")
+def ec_importance(module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+    """Elimination-compensation: least output change left after the best bias shift."""
+    stats = ec_statistics(module, layers, data, output_metric)
+    pairs = [s.ec(effective_weight(layer)) for s, layer in zip(stats, layers)]
+    return Importance([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+@register_scorer("obd")
+def obd_importance(module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+    """Optimal Brain Damage, Gauss-Newton form: EC's output change without compensation."""
+    stats = ec_statistics(module, layers, data, output_metric)
+    return Importance([s.obd(effective_weight(layer)) for s, layer in zip(stats, layers)])

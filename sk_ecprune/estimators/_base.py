@@ -1,0 +1,381 @@
+"""The shared ``fit`` of the estimators, as named stages: validate, build, dense, schedule,
+finalize.
+
+:class:`_BasePrunedMLP` wraps a skorch network (it does not subclass skorch) and reaches the
+pruning engine through :func:`sk_ecprune.engine.prune_model` alone; it holds no pruning
+mathematics. The public classes are in :mod:`._mlp`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from skorch.history import History
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..engine import (
+    SCORERS,
+    chain_reports,
+    gradual_schedule,
+    kept_masks,
+    layer_sparsity,
+    make_permanent,
+    prune_model,
+)
+from ._build import build_net
+from ._cache import fit_dense_cached
+from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
+from ._data import to_tensor
+from ._mlp_module import ACTIVATIONS
+from ._params import (
+    ARRAY_LIKE,
+    BOOLEAN,
+    CACHE,
+    CALLABLE,
+    DEVICE,
+    NONE,
+    OPTIMIZERS,
+    RANDOM_STATE,
+    STRING,
+    VERBOSE,
+    Interval,
+    Options,
+    check_device,
+    check_hidden_layer_sizes,
+    check_optimizer,
+    validate_params,
+)
+
+# Rows per scoring batch: the scores depend on it only through rounding (sums in float64),
+# and fewer, larger batches cut the per-batch cost that dominates on small networks.
+_SCORING_BATCH_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class _FitData:
+    """What the validation stage hands to the others: tensors, the seed, the settings."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    seed: int
+    hidden_layer_sizes: tuple
+    device: torch.device
+
+
+class _BasePrunedMLP(BaseEstimator):
+    """Shared fit logic: train dense, prune with the engine, fine-tune."""
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": [ARRAY_LIKE, Interval(Integral, 1, None)],
+        "activation": [Options(ACTIVATIONS)],
+        "prune_ratio": [Interval(Real, 0, 1)],
+        "method": [Options(lambda: SCORERS)],  # read when checked: methods may be added
+        "scope": [Options({"global", "layer", "magnitude_budget"})],
+        "prune_steps": [Interval(Integral, 1, None)],
+        "gradual": [BOOLEAN],
+        "layer_floor": [Interval(Real, 0, 1)],
+        "scoring_samples": [NONE, Interval(Integral, 1, None)],
+        "output_metric": [Options({"auto", "euclidean", "fisher"})],
+        "max_epochs": [Interval(Integral, 1, None)],
+        "finetune_epochs": [Interval(Integral, 0, None)],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None)],
+        "optimizer": [Options(OPTIMIZERS), CALLABLE],
+        "weight_decay": [Interval(Real, 0, None)],
+        "validation_fraction": [NONE, Interval(Real, 0, 1, closed="neither")],
+        "device": [DEVICE],
+        "random_state": [RANDOM_STATE],
+        "verbose": [VERBOSE],
+        "memory": [NONE, STRING, CACHE],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(64, 64),
+        activation="prelu",
+        prune_ratio=0.5,
+        method="ec",
+        scope="global",
+        prune_steps=5,
+        gradual=True,
+        layer_floor=0.0,
+        scoring_samples=8192,
+        output_metric="auto",
+        max_epochs=15,
+        finetune_epochs=15,
+        lr=1e-3,
+        batch_size=32,
+        optimizer="adam",
+        weight_decay=0.0,
+        validation_fraction=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        memory=None,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.prune_ratio = prune_ratio
+        self.method = method
+        self.scope = scope
+        self.prune_steps = prune_steps
+        self.gradual = gradual
+        self.layer_floor = layer_floor
+        self.scoring_samples = scoring_samples
+        self.output_metric = output_metric
+        self.max_epochs = max_epochs
+        self.finetune_epochs = finetune_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.memory = memory
+
+    # ----------------------------------------------------------------------- fit
+    def fit(self, X, y):
+        """Train the dense network, prune it, and fine-tune it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs; converted once to float32. Never modified.
+
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets: class labels for the classifier, values for the regressor.
+            Never modified.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._discard_fit()
+        try:
+            data = self._validate(X, y)
+            self.net_ = build_net(self, data.hidden_layer_sizes, data.device, data.seed)
+            self._fit_dense(data)
+            self._prune_and_finetune(data)
+            self._finalize()
+        except BaseException:
+            # An interrupt or an error in any stage: nothing of this fit, nor of an earlier
+            # one, stays behind (a refit that fails must not leave old and new attributes).
+            self._discard_fit()
+            raise
+        return self
+
+    def _discard_fit(self):
+        """Remove every fitted attribute (public ``name_`` and private ``_name_``)."""
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+
+    def _validate(self, X, y):
+        """Stage 0: check the parameters and the data; derive the fit's seed."""
+        validate_params(self, self._parameter_constraints)
+        check_optimizer(self.optimizer)
+        sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
+        device = check_device(self.device)
+        X, y_t = self._validate_fit_data(X, y)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return _FitData(to_tensor(X), y_t, seed, sizes, device)
+
+    def _fit_dense(self, data):
+        """Stage 1: initialise and train the dense network for ``max_epochs``.
+
+        With ``memory`` and a fixed ``random_state``, the trained network (module,
+        optimizer, history and batch-order generator state after training) is loaded from
+        the cache when an equal dense stage was trained before, else trained and stored;
+        see :mod:`._cache`.
+        """
+        fixed_seed = self.random_state is not None and self.random_state is not np.random
+        if self.memory is None or not fixed_seed:
+            self.net_.fit(data.X, data.y)
+        else:
+            hit = fit_dense_cached(self.memory, self, self.net_, data.X, data.y, data.seed)
+            if hit and self.verbose:
+                last = self.net_.history[-1]
+                print(
+                    f"Dense network loaded from the cache (memory): {len(self.net_.history)} "
+                    f"epochs, train loss {last['train_loss']:.4f}",
+                    flush=True,
+                )
+        self.history_dense_ = self.net_.history
+
+    def _prune_and_finetune(self, data):
+        """Stage 2: prune to ``prune_ratio`` and fine-tune, as :meth:`_schedule` says.
+
+        Without ``gradual``, one call of the engine (``prune_steps`` steps) is followed by
+        all the fine-tuning epochs; with it, each step is its own call, followed by its
+        share of the epochs. After each pruning the weights are plain parameters and a
+        :class:`~._callbacks.HoldRemovedWeights` callback keeps the removed ones at zero.
+        """
+        self.loss_before_pruning_ = self._training_loss(data)
+        self.pruning_time_ = 0.0
+        self._start_finetuning()
+        schedule = self._schedule()
+        reports = []
+        for call, (ratio, steps, epochs) in enumerate(schedule, 1):
+            reports.append(self._prune(data, ratio, steps))
+            if call == len(schedule):
+                self.loss_after_pruning_ = self._checked_pruned_loss(data)
+            if self.verbose:
+                self._print_pruning_line(reports[-1], call, len(schedule))
+            where = f" after pruning step {call} of {len(schedule)}" if len(schedule) > 1 else ""
+            self._finetune(data, epochs, "fine-tuning" + where)
+        if not schedule:
+            self.loss_after_pruning_ = self.loss_before_pruning_
+            if self.verbose:
+                print("Pruning: none (prune_ratio=0)", flush=True)
+            self._finetune(data, self.finetune_epochs)
+        self.pruning_report_ = chain_reports(reports) if reports else None
+        self.history_finetune_ = self.net_.history
+
+    def _schedule(self):
+        """(ratio, engine steps, fine-tuning epochs) of each call of the engine."""
+        if self.prune_ratio == 0:
+            return []
+        if not self.gradual:
+            return [(float(self.prune_ratio), self.prune_steps, self.finetune_epochs)]
+        steps = gradual_schedule(float(self.prune_ratio), self.prune_steps, self.finetune_epochs)
+        return [(ratio, 1, epochs) for ratio, epochs in steps]
+
+    def _prune(self, data, ratio, steps):
+        """Score the weights with ``method`` and remove them up to ``ratio``.
+
+        The module leaves with plain weights; the fine-tuning callback holds the masks.
+        """
+        module = self.net_.module_
+        report = prune_model(
+            module,
+            data.X,
+            data.y,
+            ratio=ratio,
+            method=self.method,
+            scope=self.scope,
+            steps=steps,
+            layer_floor=float(self.layer_floor),
+            loss=self.net_.criterion_,
+            batch_size=_SCORING_BATCH_SIZE,
+            output_metric=self._engine_output_metric(),
+            random_state=data.seed,
+            check_finite=False,  # validate_data has checked X
+            max_samples=self.scoring_samples,
+        )
+        self.pruning_time_ += report.time_s
+        masks = {name: mask.cpu() for name, mask in kept_masks(module).items()}
+        make_permanent(module)
+        self._hold_removed_weights_.hold(masks)
+        return report
+
+    def _checked_pruned_loss(self, data):
+        loss = self._training_loss(data)
+        if not np.isfinite(loss):
+            raise TrainingDiverged(
+                f"The pruned network's training loss is {loss}: pruning with "
+                f"method={self.method!r} produced non-finite outputs."
+            )
+        return loss
+
+    def _start_finetuning(self):
+        """Fresh history, fine-tuning callbacks and optimizer for the fine-tuning."""
+        net = self.net_
+        net.history = History()
+        self._hold_removed_weights_ = HoldRemovedWeights()
+        self._divergence_ = RaiseOnDivergence("fine-tuning", self._divergence_advice())
+        net.callbacks = [
+            ("hold_removed_weights", self._hold_removed_weights_),
+            ("raise_on_divergence", self._divergence_),
+        ]
+        net.initialize_callbacks()  # fresh timers, scores and table header
+        net.initialize_optimizer()
+
+    def _finetune(self, data, epochs, stage="fine-tuning"):
+        """``epochs`` epochs of training with the removed weights held at zero."""
+        if epochs > 0:
+            self._divergence_.stage = stage
+            self.net_.partial_fit(data.X, data.y, epochs=epochs)
+
+    def _finalize(self):
+        """Stage 3: check the final network and record its sparsity."""
+        del self._hold_removed_weights_, self._divergence_  # live on in net_.callbacks_
+        module = self.net_.module_
+        module.eval()
+        bad = [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise TrainingDiverged(
+                f"The fitted network has non-finite parameters ({', '.join(bad)}); "
+                f"{self._divergence_advice()}"
+            )
+        linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        n_zero = sum(int((m.weight == 0).sum()) for m in linears)
+        n_total = sum(m.weight.numel() for m in linears)
+        self.sparsity_ = n_zero / n_total
+        self.layer_sparsity_ = dict(layer_sparsity(module))
+
+    # -------------------------------------------------------------------- helpers
+    _divergence_advice_extra = ""
+
+    def _divergence_advice(self):
+        return (
+            f"Try a smaller lr (lr={self.lr!r}), inputs scaled to about unit variance (a "
+            "StandardScaler in a Pipeline)" + self._divergence_advice_extra
+            + ", or optimizer='adam'."
+        )
+
+    def _training_loss(self, data):
+        """Mean criterion of the current network on the training data.
+
+        Computed where the network is, batch by batch (``max(batch_size, 1024)`` rows
+        sliced from the data on the net's device): the batch means, weighted by the batch
+        sizes, are summed in float64 on the device, and one scalar comes back. No output
+        is kept beyond its batch (keeping them all fragments the heap: up to one hidden
+        activation of all of X in extra resident memory).
+        """
+        net = self.net_
+        y = data.y.to(net.device)
+        total, start = None, 0
+        with torch.no_grad():
+            for out in net.forward_iter(data.X, training=False, device=net.device):
+                stop = start + len(out)
+                term = net.criterion_(out, y[start:stop]).double() * (stop - start)
+                total = term if total is None else total + term
+                start = stop
+        return float(total) / start
+
+    def _print_pruning_line(self, report, call, n_calls):
+        """One line per call of the engine; the last one with the training loss change."""
+        where = f" (call {call}/{n_calls} of the gradual schedule)" if n_calls > 1 else ""
+        line = (
+            f"Pruning: method={self.method}, ratio={report.ratio:.4g}, removed "
+            f"{report.n_removed}/{report.n_weights} weights ({report.sparsity:.1%}, "
+            f"scope={self.scope}, {report.steps} step(s)){where} in {report.time_s:.2f}s"
+        )
+        if call == n_calls:
+            line += (
+                f"; train loss {self.loss_before_pruning_:.4f} -> "
+                f"{self.loss_after_pruning_:.4f}"
+            )
+        print(line, flush=True)
+
+    # ------------------------------------------------------------------- predict
+    def _forward(self, X):
+        """Validated X -> network outputs as a float64 ndarray of shape (n, n_out)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        # Batch outputs are written into one buffer on the net's device (no per-batch
+        # tensors kept alive to fragment the heap) and come back in one transfer.
+        out, start = None, 0
+        for batch in self.net_.forward_iter(to_tensor(X), training=False, device=self.net_.device):
+            if out is None:
+                out = batch.new_empty((len(X), *batch.shape[1:]))
+            out[start : start + len(batch)] = batch
+            start += len(batch)
+        return out.cpu().numpy().astype(np.float64)

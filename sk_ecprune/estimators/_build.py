@@ -1,0 +1,118 @@
+"""Building an estimator's skorch net: module, optimizer, data path, callbacks, generators.
+
+One function, :func:`build_net`, used by ``fit`` and by the dense-stage cache (which builds
+the same net for a twin of the estimator), so that both train exactly the same network.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numpy as np
+import torch
+from skorch.dataset import ValidSplit
+
+from ._callbacks import RaiseOnDivergence
+from ._data import TensorBatchIterator, TensorDataset
+from ._mlp_module import MLP
+from ._net import net_class
+from ._params import OPTIMIZERS
+
+__all__ = ["EVAL_BATCH_SIZE", "build_net", "has_fused_kernels"]
+
+#: Smallest batch for prediction and evaluation: outputs do not depend on it.
+EVAL_BATCH_SIZE = 1024
+
+
+def build_net(estimator, hidden_layer_sizes, device, seed):
+    """The (uninitialised) skorch net of ``estimator``'s settings, seeded by ``seed``.
+
+    ``estimator`` has validated data (``n_features_in_`` and its outputs are known). The
+    initial weights and the batch order come from private generators derived from
+    ``seed``: a seeded fit neither reads nor changes torch's global generator, which
+    threads share.
+    """
+    init_seed, shuffle_seed = np.random.SeedSequence(seed).generate_state(2)
+    divergence = RaiseOnDivergence("the dense training", estimator._divergence_advice())
+    return net_class(estimator._is_classifier_net)(
+        module=MLP,
+        module__n_features=estimator.n_features_in_,
+        module__n_outputs=estimator._n_net_outputs,
+        module__hidden_layer_sizes=hidden_layer_sizes,
+        module__activation=estimator.activation,
+        module__random_state=int(init_seed),
+        criterion=estimator._criterion,
+        lr=estimator.lr,
+        max_epochs=estimator.max_epochs,
+        batch_size=estimator.batch_size,
+        iterator_train__shuffle=True,
+        iterator_train__generator=torch.Generator().manual_seed(int(shuffle_seed)),
+        iterator_valid__batch_size=max(estimator.batch_size, EVAL_BATCH_SIZE),
+        # a loader draws a base seed even when it does not shuffle (validation,
+        # prediction): from a generator of its own, not torch's global one
+        iterator_valid__generator=torch.Generator().manual_seed(0),
+        train_split=_train_split(estimator, seed),
+        callbacks=[("raise_on_divergence", divergence)],
+        device=str(device),
+        verbose=estimator.verbose,
+        **_data_path_options(),
+        **_optimizer_options(estimator, device),
+    )
+
+
+def _data_path_options():
+    """The tensor data path (:mod:`._data`): data held as tensors, batches sliced.
+
+    The batches are those of skorch's default path (``Dataset`` and ``DataLoader``), which
+    an empty dict gives instead.
+    """
+    return {
+        "dataset": TensorDataset,
+        "iterator_train": TensorBatchIterator,
+        "iterator_valid": TensorBatchIterator,
+    }
+
+
+def _train_split(estimator, seed):
+    if estimator.validation_fraction is None:
+        return None
+    return ValidSplit(
+        estimator.validation_fraction, stratified=estimator._stratify, random_state=seed
+    )
+
+
+def _optimizer_options(estimator, device):
+    """``optimizer`` and its ``optimizer__*`` options."""
+    optimizer = estimator.optimizer
+    options = {}
+    if isinstance(optimizer, str):
+        optimizer = OPTIMIZERS[optimizer]
+        options["optimizer__weight_decay"] = estimator.weight_decay
+        if has_fused_kernels(optimizer, device.type):
+            # one kernel per step for all parameters instead of one per tensor and
+            # operation: on small networks the optimizer step costs as much as the
+            # forward and backward passes together
+            options["optimizer__fused"] = True
+    elif estimator.weight_decay:
+        options["optimizer__weight_decay"] = estimator.weight_decay
+    options["optimizer"] = optimizer
+    return options
+
+
+@functools.lru_cache(maxsize=None)
+def has_fused_kernels(optimizer_class, device_type: str) -> bool:
+    """Whether ``optimizer_class(..., fused=True)`` can step a parameter on ``device_type``.
+
+    Fused kernels exist for Adam and AdamW on CUDA since torch 2.0 and on the CPU since
+    torch 2.4, for SGD since torch 2.3/2.4; asked once per class and device, by trying.
+    """
+    if "fused" not in inspect.signature(optimizer_class).parameters:
+        return False
+    try:
+        param = torch.zeros(1, device=device_type, requires_grad=True)
+        param.grad = torch.zeros_like(param)
+        optimizer_class([param], lr=1e-3, fused=True).step()
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,155 @@
+"""The numpydoc sections the two estimators share (parameters, fitted attributes)."""
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    hidden_layer_sizes : int or array-like of int, default=(64, 64)
+        Width of each hidden layer (at least 1); an int means one hidden layer and an
+        empty tuple a linear model.
+
+    activation : {"prelu", "relu", "tanh", "logistic", "gelu", "silu", "identity"}, \
+default="prelu"
+        Activation after each hidden layer. ``"prelu"`` learns one negative slope per
+        layer. The output layer has none.
+
+    prune_ratio : float in [0, 1), default=0.5
+        Fraction of the weights (biases excluded) removed after the dense training.
+        0 keeps the dense network.
+
+    method : str, default="ec"
+        Weight-scoring method, a key of :data:`sk_ecprune.SCORERS` (the registry: each
+        function's docstring says what it computes, and README's table lists the built-in
+        ones). ``"ec"`` is elimination-compensation, which shifts biases to compensate;
+        methods registered with :func:`sk_ecprune.register_scorer` are accepted too.
+
+    scope : {"global", "layer", "magnitude_budget"}, default="global"
+        Rank all weights together, remove ``prune_ratio`` of each layer, or remove from
+        each layer as many weights as global magnitude pruning would and let ``method``
+        choose which (the layer budget of magnitude pruning, the choice of EC).
+
+    prune_steps : int >= 1, default=5
+        Reach ``prune_ratio`` in this many steps of a geometric schedule (each step
+        removes the same share of the weights still present), re-scoring and
+        re-compensating the current pruned network at every step. Each step costs one
+        scoring pass (for ``"ec"`` 0.4-0.6 training epochs on the paper's small
+        networks). 1 is one-shot pruning, the paper's. The default is the benchmark's
+        choice (``benchmarks/RESULTS.md``, "EC+"): right after pruning, five steps beat
+        magnitude pruning where one-shot EC collapses (r >= 0.8), at about the cost of
+        twenty steps' quality.
+
+    gradual : bool, default=True
+        Spread the ``finetune_epochs`` between the ``prune_steps`` steps (gradual
+        pruning: step t is followed by ``floor(t*E/k) - floor((t-1)*E/k)`` epochs, so the
+        last step always gets some) instead of running them all after the last step.
+        The optimizer is created once, before the first step. With
+        ``finetune_epochs=0`` both schedules are the same iterative pruning.
+
+    layer_floor : float in [0, 1), default=0.0
+        With a global scope, keep at least this fraction of the weights of every
+        layer: a global ranking can otherwise empty a layer and cut the network.
+
+    scoring_samples : int >= 1 or None, default=8192
+        Rows of X (drawn at random, once per fit) on which the weights are scored; None
+        scores on all of X. The scores are expectations over the data, which a few
+        thousand rows estimate well; scoring cost grows with the rows used.
+
+    output_metric : {"auto", "euclidean", "fisher"}, default="auto"
+        How ``"ec"`` (and ``"obd"``) measure the change of the network's output:
+        ``"euclidean"`` is the squared norm of the change of the outputs (the paper's
+        metric, on the logits for a classifier); ``"fisher"`` is the Fisher metric of the
+        model's likelihood, the softmax Fisher ``diag(p) - p p^T`` for the classifier
+        (the change of the predicted distribution) and, for the squared-error regressor,
+        the Euclidean metric itself. ``"auto"`` is ``"fisher"``.
+
+    max_epochs : int >= 1, default=15
+        Epochs of training of the dense network.
+
+    finetune_epochs : int >= 0, default=15
+        Epochs of fine-tuning after pruning, with a fresh optimizer and the removed
+        weights held at zero. 0 returns the network right after pruning.
+
+    lr : float > 0, default=1e-3
+        Learning rate of both phases.
+
+    batch_size : int >= 1, default=32
+        Mini-batch size of training. Small batches give the default 15 epochs enough
+        optimizer steps on small tabular data sets; raise it for large ones. Prediction
+        and loss evaluation use batches of ``max(batch_size, 1024)``.
+
+    optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
+        Optimizer of both phases, created afresh for fine-tuning.
+
+    weight_decay : float >= 0, default=0.0
+        L2 penalty passed to the optimizer (decoupled for ``"adamw"``).
+
+    validation_fraction : float in (0, 1) or None, default=None
+        Fraction of the training data held out to report a validation loss each epoch.
+        None trains on all of X.
+
+    device : str or torch.device, default="cpu"
+        Where training and pruning run, e.g. ``"cuda"``. A fitted model unpickles on a
+        CPU-only machine (onto the CPU).
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, batch shuffling, the validation split, the rows
+        scored (``scoring_samples``) and the ``"random"`` method, through generators of
+        the fit's own. With an int, ``fit`` is reproducible in any thread (bit for bit
+        with the same torch thread settings, else to rounding) and torch's and numpy's
+        global random states are neither read nor changed.
+
+    verbose : int, default=0
+        0 is silent; 1 prints skorch's epoch table for both phases and one line for
+        the pruning step.
+
+    memory : str, joblib.Memory or None, default=None
+        Cache of the trained dense network, as ``Pipeline(memory=...)``: a directory or
+        a :class:`joblib.Memory`. Fits that differ only in ``prune_ratio``, ``method``,
+        ``scope``, ``prune_steps``, ``gradual``, ``layer_floor``, ``scoring_samples``,
+        ``output_metric``,
+        ``finetune_epochs`` or ``verbose`` (for example
+        the grid points of a ``GridSearchCV`` on one fold) train the dense network once
+        and load it afterwards; any other parameter, the data, the seed, the versions
+        of Python, torch, skorch, scikit-learn or numpy, or sk_ecprune's source start
+        a new entry.
+        A cached fit equals the uncached one to rounding and a cache hit is bit for bit
+        its miss: the entry also holds the state of the batch-order generator. Used
+        only with an int (or RandomState) ``random_state``; with None every fit differs
+        and nothing is cached. An entry that cannot be read or fails its checksum is
+        trained again with a warning, and a directory that cannot be written costs a
+        warning and a fit without the cache. Entries are not removed automatically (clear
+        them with ``joblib.Memory(path).clear()``); on a filesystem shared by all
+        workers, the cache serves a distributed search.
+"""
+
+_ATTRIBUTES_DOC = """
+    net_ : skorch.NeuralNet
+        The trained skorch network; ``net_.module_`` is the sparse torch module with
+        plain weights (removed weights are exact zeros). Its callback
+        ``"hold_removed_weights"`` keeps them at zero if ``net_`` is trained further.
+
+    sparsity_ : float
+        Achieved fraction of zero weights over all linear layers of the final network.
+
+    layer_sparsity_ : dict of str to float
+        Fraction of zero weights of each linear layer, by module name.
+
+    pruning_report_ : sk_ecprune.PruningReport or None
+        The engine's report of the pruning (all steps); None when ``prune_ratio == 0``.
+
+    loss_before_pruning_, loss_after_pruning_ : float
+        Training loss (criterion on all of X) just before the first and just after the
+        last pruning step.
+
+    pruning_time_ : float
+        Seconds spent scoring and removing weights (all steps).
+
+    history_dense_, history_finetune_ : skorch.history.History
+        skorch's per-epoch history of the dense training and of the fine-tuning, all
+        steps together (the latter is empty when ``finetune_epochs == 0``).
+
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    feature_names_in_ : ndarray of str
+        Feature names seen during ``fit``, defined only if X had string column names.
+"""
