@@ -44,7 +44,7 @@ from sklearn.preprocessing import StandardScaler
 from sk_ecprune import PrunedMLPRegressor
 from sk_ecprune.datasets import make_diffusion_sorption
 
-from _readme import write_section  # noqa: E402  (benchmarks/ is the script's path)
+from _common import write_section  # noqa: E402  (benchmarks/ is the script's path)
 
 README = Path(__file__).with_name("README.md")
 RATIOS = [0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95]

@@ -28,7 +28,7 @@ from sk_ecprune import score_weights
 from sk_ecprune.engine.recording import ScoringData, linear_layers, module_device_dtype
 from sk_ecprune.engine.scoring.nonlinear import input_means, nonlinear_output_change
 
-from _readme import write_section  # noqa: E402  (benchmarks/ is the script's path)
+from _common import write_section  # noqa: E402  (benchmarks/ is the script's path)
 
 README = Path(__file__).with_name("README.md")
 METHODS = ["ec", "obd", "magnitude", "gradient_magnitude", "random", "nonlinear"]

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _readme import write_section  # noqa: E402  (benchmarks/ is the script's path)
+from _common import write_section  # noqa: E402  (benchmarks/ is the script's path)
 
 README = Path(__file__).with_name("README.md")
 MARK = "bench_training"

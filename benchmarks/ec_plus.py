@@ -1,6 +1,6 @@
 """EC+ (issue #5): pruning schedules and output metrics against one-shot and gradual magnitude.
 
-Extends ``reproduce_paper.py`` (same tasks, data splits, estimator settings: 15 epochs dense,
+The tasks of ``reproduce_paper.py`` (same data splits, estimator settings: 15 epochs dense,
 prune, 15 epochs fine-tuning, Adam lr 1e-3, PReLU): each *configuration* is a method plus a
 schedule (``prune_steps``, ``gradual``, ``layer_floor``, ``output_metric``), and every one is
 measured right after pruning (``finetune_epochs=0``; not for gradual ones, whose pruning is
@@ -22,20 +22,32 @@ targets, configuration by configuration).
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    PDE_SMALL,
+    RESULTS_DIR,
+    Log,
+    architecture,
+    classification_task,
+    environment_line,
+    fit_and_score,
+    fmt,
+    load_task_data,
+    make_outputs,
+    parser,
+    pde_task,
+    run_parallel,
+    select_tasks,
+    write_rows,
+)
 
-sys.path.insert(0, str(Path(__file__).parent))
-import reproduce_paper as rp  # noqa: E402  (the paper's tasks, data and estimator settings)
-
-OUT_DIR = rp.RESULTS_DIR / "ec_plus"
+OUT_DIR = RESULTS_DIR / "ec_plus"
 RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 #: Configuration name -> estimator parameters. "gradual" ones only have a fine-tuned stage.
@@ -70,15 +82,15 @@ def configuration(mode):
     """Tasks of a mode: ``run`` (RESULTS.md), ``quick`` or ``tiny``."""
     if mode == "run":
         kw = dict(seeds=range(5), ratios=RATIOS)
-        return [rp.classification_task("digits", "digits", **kw),
-                rp.classification_task("digits28", "digits28", **kw),
-                rp.pde_task(rp.PDE_SMALL, 0.0, n_simulations=40, **kw),
-                rp.pde_task(rp.PDE_SMALL, 0.01, n_simulations=40, **kw)]
+        return [classification_task("digits", "digits", **kw),
+                classification_task("digits28", "digits28", **kw),
+                pde_task(PDE_SMALL, 0.0, n_simulations=40, **kw),
+                pde_task(PDE_SMALL, 0.01, n_simulations=40, **kw)]
     if mode == "quick":
-        return [rp.classification_task("digits", "digits", seeds=range(2), ratios=(0.5, 0.9)),
-                rp.pde_task(rp.PDE_SMALL, 0.0, seeds=[0], ratios=(0.5, 0.9), n_simulations=8)]
+        return [classification_task("digits", "digits", seeds=range(2), ratios=(0.5, 0.9)),
+                pde_task(PDE_SMALL, 0.0, seeds=[0], ratios=(0.5, 0.9), n_simulations=8)]
     if mode == "tiny":
-        return [rp.classification_task("digits", "digits", seeds=[0], ratios=(0.5, 0.9),
+        return [classification_task("digits", "digits", seeds=[0], ratios=(0.5, 0.9),
                                        epochs=1, n_rows=300)]
     raise ValueError(f"Unknown mode {mode!r}.")
 
@@ -102,11 +114,6 @@ def jobs_for(task, names=None):
 
 def run_job(task, data, job, memory, threads=1):
     """Fit one configuration; return its CSV row."""
-    import torch
-    from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
-
-    torch.set_num_threads(threads)
-    X_tr, X_te, y_tr, y_te, y_te_clean = data
     name, ratio, seed, stage = job
     params = dict(random_state=int(seed), memory=memory)
     if name == "dense":
@@ -115,52 +122,26 @@ def run_job(task, data, job, memory, threads=1):
         params.update({"output_metric": "auto", **CONFIGS[name]}, prune_ratio=ratio)
         if stage == "pruned":
             params["finetune_epochs"] = 0
-    estimator = rp.make_estimator(task, **params)
-    start = time.perf_counter()
-    estimator.fit(X_tr, y_tr)
-    elapsed = time.perf_counter() - start
-    final = estimator[-1] if hasattr(estimator, "steps") else estimator
+    final, scores = fit_and_score(task, data, params, threads)
     epoch_time = float(np.mean([h["dur"] for h in final.history_dense_]))
-    row = dict(task=task["name"], architecture="-".join(
-        str(h) for h in (X_tr.shape[1], *task["hidden"], final._n_net_outputs)),
-        noise=task["noise"], seed=seed, config=name, ratio=ratio, stage=stage,
-        sparsity=final.sparsity_, prune_time_s=final.pruning_time_, epoch_time_s=epoch_time,
-        prune_epochs=final.pruning_time_ / epoch_time, fit_time_s=elapsed,
-        loss_clean=None, accuracy=None)
-    if task["kind"] == "classification":
-        proba = estimator.predict_proba(X_te)
-        row["loss"] = log_loss(y_te, proba, labels=final.classes_)
-        row["accuracy"] = accuracy_score(y_te, final.classes_[proba.argmax(1)])
-        row["train_loss"] = log_loss(y_tr, estimator.predict_proba(X_tr), labels=final.classes_)
-    else:
-        pred = estimator.predict(X_te)
-        row["loss"] = mean_squared_error(y_te, pred)
-        row["loss_clean"] = mean_squared_error(y_te_clean, pred)
-        row["train_loss"] = mean_squared_error(y_tr, estimator.predict(X_tr))
-    return row
+    return dict(scores, task=task["name"], architecture=architecture(data, task),
+                noise=task["noise"], seed=seed, config=name, ratio=ratio, stage=stage,
+                sparsity=final.sparsity_, prune_time_s=final.pruning_time_,
+                epoch_time_s=epoch_time, prune_epochs=final.pruning_time_ / epoch_time)
 
 
 def run_task(task, n_jobs, memory_dir, log, names=None):
-    from joblib import Parallel, delayed
-
-    data = rp.load_task_data(task)
+    data = load_task_data(task)
     jobs = jobs_for(task, names)
     memory = os.path.join(memory_dir, task["name"])
     log(f"[{task['name']}] {len(jobs)} fits, n_train={len(data[0])}")
     start = time.perf_counter()
-    dense = [j for j in jobs if j[0] == "dense"]
-    rows = Parallel(n_jobs=n_jobs)(delayed(run_job)(task, data, j, memory) for j in dense)
-    rows += Parallel(n_jobs=n_jobs)(delayed(run_job)(task, data, j, memory)
-                                    for j in jobs if j[0] != "dense")
+    dense = [j for j in jobs if j[0] == "dense"]  # first: they fill the cache
+    rows = run_parallel(run_job, task, data, dense, n_jobs, memory=memory)
+    rows += run_parallel(run_job, task, data, [j for j in jobs if j[0] != "dense"], n_jobs,
+                         memory=memory)
     log(f"[{task['name']}] done in {time.perf_counter() - start:.0f} s")
     return rows
-
-
-def write_rows(path, rows, append):
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    frame.to_csv(path, mode="a" if append else "w", header=not append, index=False)
 
 
 # --------------------------------------------------------------------- plots, tables
@@ -210,7 +191,7 @@ def summary_tables(frame):
         out.append(f"### {task_name} ({rows.architecture.iloc[0]}, "
                    f"{rows.seed.nunique()} seeds)\n")
         dense = rows[rows.stage == "dense"].loss.median()
-        out.append(f"Dense network (15 epochs): median test loss {rp._fmt(dense)}.\n")
+        out.append(f"Dense network (15 epochs): median test loss {fmt(dense)}.\n")
         ratios = sorted(r for r in rows.ratio.unique() if r > 0)
         head = "| config | " + " | ".join(f"{r:g}" for r in ratios) + " |"
         rule = "|---|" + "---|" * len(ratios)
@@ -235,7 +216,7 @@ def summary_tables(frame):
             q = values / best_mag
             met = bool((q <= 1.02).all() and (q[[r for r in ratios if r >= 0.9]] < 1).all())
             out.append(f"| {name}{' ✓' if met and name not in MAGNITUDE else ''} | " + " | ".join(
-                f"{rp._fmt(values[r])} ({q[r]:.2f})" for r in ratios) + " |")
+                f"{fmt(values[r])} ({q[r]:.2f})" for r in ratios) + " |")
         cost = rows[rows.stage != "dense"].groupby("config").prune_epochs.median()
         out += ["", "Pruning cost (median over fits, all ratios) in epochs of the dense "
                 "training of the same fit: " + ", ".join(
@@ -252,7 +233,7 @@ def measure_cost(tasks, schedules, log, repeats=3):
     """
     lines = ["| task | " + " | ".join(schedules) + " |", "|---|" + "---:|" * len(schedules)]
     for task in tasks:
-        data = rp.load_task_data(task)
+        data = load_task_data(task)
         cells = []
         for name in schedules:
             costs = []
@@ -266,44 +247,26 @@ def measure_cost(tasks, schedules, log, repeats=3):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_const", const="quick", dest="mode")
-    mode.add_argument("--tiny", action="store_const", const="tiny", dest="mode")
-    parser.set_defaults(mode="run")
-    parser.add_argument("--tasks", nargs="+", help="only these task names")
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS),
-                        help="only these configurations (magnitude is always included)")
-    parser.add_argument("--n-jobs", type=int, default=2, help="parallel fits (joblib)")
-    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
-    parser.add_argument("--plot-only", action="store_true")
-    parser.add_argument("--cost", nargs="+", metavar="CONFIG",
-                        help="only measure these configurations' pruning cost, sequentially "
-                             "(writes OUT_DIR/cost.md)")
-    parser.add_argument("--append", action="store_true",
-                        help="add the rows of configurations not yet in OUT_DIR/results.csv")
-    args = parser.parse_args(argv)
+    cli = parser(__doc__.splitlines()[0], {"quick": "a few minutes", "tiny": "seconds"})
+    cli.set_defaults(n_jobs=2)
+    cli.add_argument("--configs", nargs="+", choices=list(CONFIGS),
+                     help="only these configurations (magnitude is always included)")
+    cli.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    cli.add_argument("--cost", nargs="+", metavar="CONFIG",
+                     help="only measure these configurations' pruning cost, sequentially "
+                          "(writes OUT_DIR/cost.md)")
+    cli.add_argument("--append", action="store_true",
+                     help="add the rows of configurations not yet in OUT_DIR/results.csv")
+    args = cli.parse_args(argv)
     out_dir = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = []
-
-    def log(message):
-        print(message, flush=True)
-        lines.append(message)
-
+    log = Log()
+    tasks = select_tasks(configuration(args.mode), args.tasks, cli)
     if args.cost:
-        tasks = configuration(args.mode)
-        if args.tasks:
-            tasks = [t for t in tasks if t["name"] in args.tasks]
         table = measure_cost(tasks, args.cost, log, repeats=1 if args.mode == "tiny" else 3)
         (out_dir / "cost.md").write_text(table)
         return 0
     if not args.plot_only:
-        import torch
-
-        tasks = configuration(args.mode)
-        if args.tasks:
-            tasks = [t for t in tasks if t["name"] in args.tasks]
         names = None if not args.configs else ["magnitude", *args.configs]
         done = set()
         if args.append:
@@ -311,19 +274,19 @@ def main(argv=None):
 
             done = set(pd.read_csv(out_dir / "results.csv").config)
             names = [n for n in (names or CONFIGS) if n not in done]
-        log(f"mode={args.mode} tasks={[t['name'] for t in tasks]} n_jobs={args.n_jobs} python "
-            f"{platform.python_version()} torch {torch.__version__}, {os.cpu_count()} cpu(s)")
+        log(f"mode={args.mode} tasks={[t['name'] for t in tasks]} n_jobs={args.n_jobs} "
+            + environment_line())
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as memory_dir:
             for index, task in enumerate(tasks):
                 rows = run_task(task, args.n_jobs, memory_dir, log, names)
                 rows = [row for row in rows if row["config"] not in done]
-                write_rows(out_dir / "results.csv", rows, append=args.append or index > 0)
+                write_rows(out_dir / "results.csv", rows, CSV_COLUMNS,
+                           append=args.append or index > 0)
         log(f"total wall time {time.perf_counter() - start:.0f} s")
-    rp.make_outputs(out_dir, log, plot_task, summary_tables)
+    make_outputs(out_dir, log, plot_task, summary_tables)
     if not args.plot_only:
-        with open(out_dir / "run.log", "a" if args.append else "w") as log_file:
-            log_file.write("\n".join(lines) + "\n")
+        log.write(out_dir / "run.log", append=args.append)
     return 0
 
 

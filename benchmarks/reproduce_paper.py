@@ -28,18 +28,35 @@ seed, method, ratio and stage), one PNG per task drawn with
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    PDE_SMALL,
+    PDE_WIDE,
+    RESULTS_DIR,
+    Log,
+    architecture,
+    classification_task,
+    environment_line,
+    fit_and_score,
+    fmt,
+    load_task_data,
+    make_outputs,
+    n_weights,
+    narrow_widths,
+    parser,
+    pde_task,
+    run_parallel,
+    select_tasks,
+    write_rows,
+)
 
-RESULTS_DIR = Path(__file__).with_name("results")
 METHODS = ("ec", "nonlinear", "magnitude", "gradient_magnitude", "random", "obd")
 ALL_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 CSV_COLUMNS = [
@@ -52,30 +69,15 @@ CSV_COLUMNS = [
 # ----------------------------------------------------------------------------- tasks
 
 
-def classification_task(name, dataset, *, seeds, ratios, methods=METHODS, hidden=(32, 32),
-                        nonlinear_seeds=None, nonlinear_ratios=None, epochs=15, batch_size=32,
-                        n_rows=None):
-    return dict(name=name, kind="classification", dataset=dataset, hidden=tuple(hidden),
-                noise=None, seeds=list(seeds), ratios=list(ratios), methods=list(methods),
-                nonlinear_seeds=nonlinear_seeds, nonlinear_ratios=nonlinear_ratios,
-                epochs=epochs, batch_size=batch_size, n_rows=n_rows)
-
-
-def pde_task(hidden, noise, *, seeds, ratios, methods=METHODS, nonlinear_seeds=None,
-             nonlinear_ratios=None, n_simulations=100, epochs=15, batch_size=128):
-    arch = "-".join(str(h) for h in (68, *hidden, 1))
-    return dict(name=f"pde_{arch}_noise{noise:g}", kind="regression", dataset="diffusion_sorption",
-                hidden=tuple(hidden), noise=noise, seeds=list(seeds), ratios=list(ratios),
-                methods=list(methods), nonlinear_seeds=nonlinear_seeds,
-                nonlinear_ratios=nonlinear_ratios, epochs=epochs, batch_size=batch_size,
-                n_simulations=n_simulations)
-
-
-PDE_SMALL, PDE_WIDE = (32, 32, 32), (64, 32, 32, 16, 16)
-
-
 def configuration(mode):
     """The list of tasks of a mode: ``full`` (the issue), ``run`` (RESULTS.md), ``quick``, ``tiny``."""
+    tasks = _configuration(mode)
+    for task in tasks:
+        task["methods"] = task["methods"] or list(METHODS)
+    return tasks
+
+
+def _configuration(mode):
     seeds5 = range(5)
     if mode == "full":
         kw = dict(seeds=seeds5, ratios=ALL_RATIOS)
@@ -108,96 +110,7 @@ def configuration(mode):
     raise ValueError(f"Unknown mode {mode!r}.")
 
 
-# ------------------------------------------------------------------------------ data
-
-
-def load_task_data(task):
-    """(X_train, X_test, y_train, y_test, y_test_clean) for a task, split with a fixed seed."""
-    from sklearn.model_selection import GroupShuffleSplit, train_test_split
-
-    if task["kind"] == "classification":
-        if task["dataset"] == "digits":
-            from sklearn.datasets import load_digits
-
-            X, y = load_digits(return_X_y=True)
-            X = (X / 16.0).astype(np.float32)
-        else:
-            from sk_ecprune.datasets import load_digits_28x28
-
-            X, y = load_digits_28x28(return_X_y=True)
-        if task.get("n_rows"):
-            X, y = X[: task["n_rows"]], y[: task["n_rows"]]
-        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y,
-                                                  random_state=0)
-        return X_tr, X_te, y_tr, y_te, None
-    from sk_ecprune.datasets import make_diffusion_sorption
-
-    n_sim = task["n_simulations"]
-    X, y, groups = make_diffusion_sorption(n_samples=n_sim, noise=task["noise"],
-                                           return_groups=True, random_state=0)
-    y_clean = y
-    if task["noise"]:
-        # Same seed, noise drawn last: identical X and clean target (see the generator).
-        _, y_clean = make_diffusion_sorption(n_samples=n_sim, random_state=0)
-    train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=0)
-                       .split(X, y, groups))
-    return X[train], X[test], y[train], y[test], y_clean[test]
-
-
-# ------------------------------------------------------------------------- estimators
-
-
-def n_weights(n_in, hidden, n_out):
-    sizes = [n_in, *hidden, n_out]
-    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
-def narrow_widths(n_in, hidden, n_out, target):
-    """Hidden widths ``max(1, round(alpha * h))`` whose weight count is closest to ``target``.
-
-    ``alpha`` solves ``n_weights(alpha * hidden) = target`` for real widths (a quadratic in
-    alpha, solved by bisection); the rounded candidates around it are then compared by their
-    exact counts, so the match is the best one reachable with uniform scaling.
-    """
-    def count(alpha):
-        sizes = [n_in, *(alpha * h for h in hidden), n_out]
-        return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
-    best = None
-    for alpha in np.linspace(0.8 * lo, 1.2 * lo + 1e-9, 81):
-        widths = tuple(max(1, round(alpha * h)) for h in hidden)
-        err = abs(n_weights(n_in, widths, n_out) - target)
-        if best is None or err < best[0]:
-            best = (err, widths)
-    return best[1]
-
-
-def make_estimator(task, **params):
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from sk_ecprune import PrunedMLPClassifier, PrunedMLPRegressor
-
-    base = dict(hidden_layer_sizes=task["hidden"], activation="prelu", optimizer="adam",
-                lr=1e-3, max_epochs=task["epochs"], finetune_epochs=task["epochs"],
-                batch_size=task["batch_size"], scope="global")
-    if "output_metric" in PrunedMLPClassifier().get_params():
-        # the paper's EC: one shot, Euclidean metric on the logits (not the EC+ defaults)
-        base.update(output_metric="euclidean", prune_steps=1, gradual=False)
-    base.update(params)
-    if task["kind"] == "classification":
-        return PrunedMLPClassifier(**base)
-    return make_pipeline(StandardScaler(), PrunedMLPRegressor(**base))
-
-
-def memory_supported():
-    from sk_ecprune import PrunedMLPClassifier
-
-    return "memory" in PrunedMLPClassifier().get_params()
+# ------------------------------------------------------------------------------ jobs
 
 
 def jobs_for(task):
@@ -220,17 +133,15 @@ def jobs_for(task):
 def run_job(task, data, job, memory=None, threads=1):
     """Fit one configuration and return its CSV row."""
     import torch
-    from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
 
-    torch.set_num_threads(threads)
-    X_tr, X_te, y_tr, y_te, y_te_clean = data
+    X_tr, X_te, y_tr, _, _ = data
     method, ratio, seed, stage = job
     epochs = task["epochs"]
     n_in = X_tr.shape[1]
     n_out = len(np.unique(y_tr)) if task["kind"] == "classification" else 1
     dense_count = n_weights(n_in, task["hidden"], n_out)
     hidden = task["hidden"]
-    params = dict(random_state=int(seed))
+    params = dict(random_state=int(seed), memory=memory)
     if method == "dense":
         params.update(prune_ratio=0.0, finetune_epochs=0)
     elif method == "dense_30ep":
@@ -242,59 +153,31 @@ def run_job(task, data, job, memory=None, threads=1):
     else:
         params.update(prune_ratio=ratio, method=method,
                       finetune_epochs=0 if stage == "pruned" else epochs)
-    if memory is not None:
-        params["memory"] = memory
-    estimator = make_estimator(task, **params)
-    start = time.perf_counter()
-    estimator.fit(X_tr, y_tr)
-    elapsed = time.perf_counter() - start
-    final = estimator[-1] if hasattr(estimator, "steps") else estimator
+    final, scores = fit_and_score(task, data, params, threads)
     linears = [m for m in final.net_.module_.modules() if isinstance(m, torch.nn.Linear)]
     nonzero = sum(int((m.weight != 0).sum()) for m in linears)
-    row = dict(task=task["name"], dataset=task["dataset"],
-               architecture="-".join(str(h) for h in (n_in, *task["hidden"], n_out)),
-               noise=task["noise"], seed=seed, method=method, ratio=ratio, stage=stage,
-               n_weights=nonzero, n_weights_dense=dense_count,
-               sparsity=1 - nonzero / dense_count, max_epochs=final.max_epochs,
-               finetune_epochs=final.finetune_epochs, batch_size=final.batch_size,
-               hidden_layer_sizes="-".join(map(str, hidden)), n_train=len(X_tr),
-               n_test=len(X_te), fit_time_s=round(elapsed, 3), loss_clean=None, accuracy=None)
-    if task["kind"] == "classification":
-        proba = estimator.predict_proba(X_te)
-        row["loss"] = log_loss(y_te, proba, labels=final.classes_)
-        row["accuracy"] = accuracy_score(y_te, final.classes_[proba.argmax(1)])
-    else:
-        pred = estimator.predict(X_te)
-        row["loss"] = mean_squared_error(y_te, pred)
-        row["loss_clean"] = mean_squared_error(y_te_clean, pred)
-    return row
+    return dict(scores, task=task["name"], dataset=task["dataset"],
+                architecture=architecture(data, task), noise=task["noise"], seed=seed,
+                method=method, ratio=ratio, stage=stage, n_weights=nonzero,
+                n_weights_dense=dense_count, sparsity=1 - nonzero / dense_count,
+                max_epochs=final.max_epochs, finetune_epochs=final.finetune_epochs,
+                batch_size=final.batch_size, hidden_layer_sizes="-".join(map(str, hidden)),
+                n_train=len(X_tr), n_test=len(X_te), fit_time_s=round(scores["fit_time_s"], 3))
 
 
 # ------------------------------------------------------------------------------- run
 
 
 def run_task(task, n_jobs, memory_dir, log):
-    from joblib import Parallel, delayed
-
     data = load_task_data(task)
     jobs = jobs_for(task)
-    memory = None
-    if memory_dir is not None and memory_supported():
-        memory = os.path.join(memory_dir, task["name"])
+    memory = None if memory_dir is None else os.path.join(memory_dir, task["name"])
     log(f"[{task['name']}] {len(jobs)} fits, n_train={len(data[0])}, n_test={len(data[1])}, "
         f"memory={'on' if memory else 'off'}")
     start = time.perf_counter()
-    rows = Parallel(n_jobs=n_jobs, verbose=0)(
-        delayed(run_job)(task, data, job, memory) for job in jobs)
+    rows = run_parallel(run_job, task, data, jobs, n_jobs, memory=memory)
     log(f"[{task['name']}] done in {time.perf_counter() - start:.0f} s")
     return rows
-
-
-def write_rows(path, rows, append):
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    frame.to_csv(path, mode="a" if append else "w", header=not append, index=False)
 
 
 # --------------------------------------------------------------------- plots, tables
@@ -330,12 +213,6 @@ def plot_task(frame, task_name, path, loss_column="loss"):
     plt.close(display.figure_)
 
 
-def _fmt(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.3g}" if abs(value) >= 1e-3 else f"{value:.2e}"
-
-
 KEY_RATIOS = (0.5, 0.8, 0.9)
 
 
@@ -358,11 +235,11 @@ def key_table(frame, ratios=KEY_RATIOS):
                 col = table[r]
                 others = col.drop([m for m in ("ec", "magnitude", "nonlinear")
                                    if m in col.index]).dropna()
-                best = f"{_fmt(others.min())} ({others.idxmin()})" if len(others) else "–"
-                cells.append(" / ".join(_fmt(col.get(m)) for m in ("ec", "magnitude",
+                best = f"{fmt(others.min())} ({others.idxmin()})" if len(others) else "–"
+                cells.append(" / ".join(fmt(col.get(m)) for m in ("ec", "magnitude",
                                                                     "nonlinear")) + f" / {best}")
-            out.append(f"| {task_name} | {stage} | {_fmt(dense.get('dense'))} / "
-                       f"{_fmt(dense.get('dense_30ep'))} | " + " | ".join(cells) + " |")
+            out.append(f"| {task_name} | {stage} | {fmt(dense.get('dense'))} / "
+                       f"{fmt(dense.get('dense_30ep'))} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -375,7 +252,7 @@ def summary_tables(frame):
         out.append(f"### {task_name} ({arch}, seeds {seeds})\n")
         dense = rows[rows.stage == "dense"].groupby("method").loss.median()
         out.append("Dense baselines (median test loss): " + ", ".join(
-            f"{m} {_fmt(v)}" for m, v in dense.items()) + "\n")
+            f"{m} {fmt(v)}" for m, v in dense.items()) + "\n")
         curves = rows[rows.stage.isin(["pruned", "finetuned"])]
         for method, sub in curves.groupby("method", sort=False):
             m_seeds = sorted(int(s) for s in sub.seed.unique())
@@ -396,7 +273,7 @@ def summary_tables(frame):
             out.append("| method | " + " | ".join(f"{r:g}" for r in table.columns) + " |")
             out.append("|---|" + "---|" * len(table.columns))
             for method, values in table.iterrows():
-                out.append(f"| {method} | " + " | ".join(_fmt(v) for v in values) + " |")
+                out.append(f"| {method} | " + " | ".join(fmt(v) for v in values) + " |")
             out.append("")
             ec = sub[sub.method == "ec"].set_index(["seed", "ratio"]).loss
             lines = []
@@ -435,84 +312,41 @@ def summary_tables(frame):
     return "\n".join(out)
 
 
-def make_outputs(out_dir, log, plot=None, tables=None):
-    """One PNG per task and ``summary.md`` from ``out_dir/results.csv``.
-
-    ``plot(frame, task_name, path)`` and ``tables(frame) -> str`` default to this script's
-    :func:`plot_task` and :func:`summary_tables` (``ec_plus.py`` passes its own).
-    """
-    import pandas as pd
-
-    frame = pd.read_csv(out_dir / "results.csv")
-    for task_name in frame.task.unique():
-        path = out_dir / f"{task_name}.png"
-        (plot or plot_task)(frame, task_name, path)
-        log(f"wrote {path} ({path.stat().st_size // 1024} KB)")
-    (out_dir / "summary.md").write_text((tables or summary_tables)(frame))
-    log(f"wrote {out_dir / 'summary.md'}")
-
-
 # ------------------------------------------------------------------------------ main
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--full", action="store_const", const="full", dest="mode",
-                      help="the issue's configuration: all tasks, 5 seeds, 10 ratios")
-    mode.add_argument("--quick", action="store_const", const="quick", dest="mode",
-                      help="a few minutes: digits and a small PDE set")
-    mode.add_argument("--tiny", action="store_const", const="tiny", dest="mode",
-                      help="seconds: 300 digits, 1 seed, 2 ratios, ec and magnitude, 1 epoch")
-    parser.set_defaults(mode="run")
-    parser.add_argument("--tasks", nargs="+", help="only these task names")
-    parser.add_argument("--seeds", type=int, help="override: use seeds 0..SEEDS-1")
-    parser.add_argument("--n-jobs", type=int, default=1, help="parallel fits (joblib)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--memory-dir", default=None,
-                        help="cache of dense training stages, if the estimators have memory= "
-                             "(default: a temporary directory)")
-    parser.add_argument("--plot-only", action="store_true",
-                        help="only redraw the figures and tables from OUT_DIR/results.csv")
-    args = parser.parse_args(argv)
-
+    cli = parser(__doc__.splitlines()[0], {
+        "full": "the issue's configuration: all tasks, 5 seeds, 10 ratios",
+        "quick": "a few minutes: digits and a small PDE set",
+        "tiny": "seconds: 300 digits, 1 seed, 2 ratios, ec and magnitude, 1 epoch",
+    })
+    cli.add_argument("--seeds", type=int, help="override: use seeds 0..SEEDS-1")
+    cli.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    cli.add_argument("--memory-dir", default=None,
+                     help="cache of dense training stages (default: a temporary directory)")
+    args = cli.parse_args(argv)
     out_dir = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    log_lines = []
-
-    def log(message):
-        print(message, flush=True)
-        log_lines.append(message)
-
+    log = Log()
     if args.plot_only:
-        make_outputs(out_dir, log)
+        make_outputs(out_dir, log, plot_task, summary_tables)
         return 0
-    tasks = configuration(args.mode)
-    if args.tasks:
-        unknown = set(args.tasks) - {t["name"] for t in tasks}
-        if unknown:
-            parser.error(f"unknown tasks {sorted(unknown)}; choose from "
-                         f"{[t['name'] for t in tasks]}")
-        tasks = [t for t in tasks if t["name"] in args.tasks]
+    tasks = select_tasks(configuration(args.mode), args.tasks, cli)
     if args.seeds:
         for t in tasks:
             t["seeds"] = list(range(args.seeds))
-    import sklearn
-    import skorch
-    import torch
-
     log(f"mode={args.mode} tasks={[t['name'] for t in tasks]} n_jobs={args.n_jobs} "
-        f"python {platform.python_version()} torch {torch.__version__} skorch "
-        f"{skorch.__version__} sklearn {sklearn.__version__}, {os.cpu_count()} cpu(s)")
+        + environment_line())
     start = time.perf_counter()
     csv_path = out_dir / "results.csv"
     with tempfile.TemporaryDirectory() as tmp:
         memory_dir = args.memory_dir or tmp
         for index, task in enumerate(tasks):
             rows = run_task(task, args.n_jobs, memory_dir, log)
-            write_rows(csv_path, rows, append=index > 0)
+            write_rows(csv_path, rows, CSV_COLUMNS, append=index > 0)
     log(f"total wall time {time.perf_counter() - start:.0f} s")
-    make_outputs(out_dir, log)
+    make_outputs(out_dir, log, plot_task, summary_tables)
     return 0
 
 

@@ -194,6 +194,24 @@ def solve_diffusion_sorption(
 # ----------------------------------------------------------------------------- dataset
 
 
+def _check_initial_condition(initial_condition):
+    if initial_condition not in ("constant", "smooth"):
+        raise ValueError(
+            f"initial_condition must be 'constant' or 'smooth', got {initial_condition!r}."
+        )
+
+
+def _as_frame(X, y, feature_names):
+    """``X`` as a DataFrame, ``y`` as a Series named ``u``, and both side by side."""
+    try:
+        import pandas as pd
+    except ImportError as error:
+        raise ImportError("as_frame=True needs pandas: pip install pandas") from error
+    X = pd.DataFrame(X, columns=feature_names)
+    y = pd.Series(y, name="u")
+    return X, y, pd.concat([X, y], axis=1)
+
+
 def _sample_log_uniform(rng, low, high, size):
     return np.exp(rng.uniform(np.log(low), np.log(high), size=size))
 
@@ -331,10 +349,7 @@ def make_diffusion_sorption(
     t_max = _check_positive("t_max", t_max)
     D_low, D_high = _check_range("D_range", D_range)
     k_f_low, k_f_high = _check_range("k_f_range", k_f_range)
-    if initial_condition not in ("constant", "smooth"):
-        raise ValueError(
-            f"initial_condition must be 'constant' or 'smooth', got {initial_condition!r}."
-        )
+    _check_initial_condition(initial_condition)
 
     # Draw order is fixed (parameters, initial conditions, noise) so that changing `noise`
     # alone leaves X and the clean target unchanged for a given seed.
@@ -357,13 +372,7 @@ def make_diffusion_sorption(
     feature_names = ["D", "k_f", "t", "x"] + [f"u0_{j}" for j in range(n_points)]
     frame = None
     if as_frame:
-        try:
-            import pandas as pd
-        except ImportError as error:
-            raise ImportError("as_frame=True needs pandas: pip install pandas") from error
-        X = pd.DataFrame(X, columns=feature_names)
-        y = pd.Series(y, name="u")
-        frame = pd.concat([X, y], axis=1)
+        X, y, frame = _as_frame(X, y, feature_names)
 
     if return_X_y:
         return (X, y, groups) if return_groups else (X, y)

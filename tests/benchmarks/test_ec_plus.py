@@ -1,9 +1,5 @@
 """benchmarks/ec_plus.py: the tiny configuration end to end."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -13,19 +9,11 @@ import pytest  # noqa: E402
 
 pd = pytest.importorskip("pandas")
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("ec_plus", BENCHMARKS / "ec_plus.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+def bench(load_script):
+    return load_script("ec_plus")
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,5 @@
 """benchmarks/reproduce_paper.py: a tiny configuration end to end, and its helpers."""
 
-import importlib.util
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,15 +9,10 @@ import pytest  # noqa: E402
 
 pd = pytest.importorskip("pandas")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "reproduce_paper.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("reproduce_paper", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("reproduce_paper")
 
 
 @pytest.fixture(scope="module")
