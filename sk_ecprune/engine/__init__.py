@@ -12,9 +12,12 @@ Pure torch: importing it loads neither scikit-learn nor skorch nor joblib. It wo
 - :mod:`.compensation`: bias shifts for removed weights;
 - :mod:`.schedules`: iterative and gradual schedules;
 - :mod:`.report`: :class:`PruningReport`;
+- :mod:`.chain`: recognising a plain chain of linear layers and elementwise modules;
+- :mod:`.compaction`: :func:`compact`, a smaller module without the disconnected units;
 - :mod:`.pruning`: :func:`prune_model`, which calls the others.
 """
 
+from .compaction import compact, hidden_widths
 from .masks import kept_masks, layer_sparsity, make_permanent
 from .pruning import prune_model
 from .report import LayerReport, PruningReport, chain_reports
@@ -27,7 +30,9 @@ __all__ = [
     "LayerReport",
     "PruningReport",
     "chain_reports",
+    "compact",
     "gradual_schedule",
+    "hidden_widths",
     "kept_masks",
     "layer_sparsity",
     "make_permanent",

@@ -22,26 +22,12 @@ import torch
 from torch import nn
 
 from ._checks import check_choice
+from .chain import NotAChain, linear_groups
 from .masks import effective_weight
 from .recording import LayerRecorder, forward_recorded
 
 #: How a change of the output is measured: Euclidean norm, or the softmax Fisher metric.
 METRICS = ("euclidean", "fisher")
-
-#: Modules applied elementwise (in evaluation mode), whose derivative is diagonal.
-ELEMENTWISE = (
-    nn.Identity,
-    nn.ReLU,
-    nn.PReLU,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.GELU,
-    nn.SiLU,
-    nn.Softplus,
-    nn.Dropout,
-)
 
 #: Largest Jacobian block (batch rows x outputs x width) built at once; beyond, autograd.
 MAX_JACOBIAN_ELEMENTS = 2**25
@@ -50,61 +36,17 @@ MAX_JACOBIAN_ELEMENTS = 2**25
 def linear_chain(module: nn.Module, layers: list[nn.Linear]):
     """``[(linear, [elementwise modules after it]), ...]``, or None if not a plain chain.
 
-    ``module`` qualifies only where its forward pass is known to be the chain: an
-    ``nn.Sequential`` that keeps ``nn.Sequential.forward``, or a module whose
-    ``sequential_chain()`` returns one and whose ``forward`` is defined by the same class
-    as that method (a subclass that overrides ``forward`` alone computes something else, so
-    it gets the autograd path). Every element must keep the ``forward`` of its torch class
-    (``nn.Linear`` or one of :data:`ELEMENTWISE`), and neither the module nor its
-    activations may carry forward hooks, which could change what they compute.
+    The closed form is taken only where the module's forward pass is known to be the chain
+    of ``layers`` (:func:`~.chain.linear_groups`: a subclass that overrides ``forward`` alone,
+    an unknown element or a forward hook send it to autograd).
     """
-    chain = None
-    if isinstance(module, nn.Sequential):
-        chain = module
-    elif _defined_by(type(module), "forward") is _defined_by(type(module), "sequential_chain"):
-        chain = module.sequential_chain()
-    if not isinstance(chain, nn.Sequential) or _hooked(module):
+    try:
+        _, groups = linear_groups(module, allow_linear_hooks=True)
+    except NotAChain:
         return None
-    groups = []
-    for item in _flatten(chain):
-        if item is None:
-            return None
-        if _keeps_forward(item, (nn.Linear,)):
-            groups.append((item, []))
-        elif not _keeps_forward(item, ELEMENTWISE) or _hooked(item):
-            return None
-        elif groups:  # elementwise modules before the first layer only change its input
-            groups[-1][1].append(item)
-    if [linear for linear, _ in groups] != list(layers):
+    if [group.linear for group in groups] != list(layers):
         return None
-    return groups
-
-
-def _defined_by(cls, name):
-    """The class of ``cls``'s MRO that defines attribute ``name`` (None if none does)."""
-    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
-
-
-def _keeps_forward(item, classes):
-    """Whether ``item`` is an instance of one of ``classes`` that keeps its ``forward``."""
-    return any(isinstance(item, cls) and type(item).forward is cls.forward for cls in classes)
-
-
-def _hooked(item):
-    return bool(item._forward_hooks or item._forward_pre_hooks)
-
-
-def _flatten(sequential: nn.Sequential):
-    """The elements of a chain of nested ``Sequential``s; None for a ``Sequential`` subclass
-    with its own ``forward``."""
-    if type(sequential).forward is not nn.Sequential.forward or _hooked(sequential):
-        yield None
-        return
-    for item in sequential:
-        if isinstance(item, nn.Sequential):
-            yield from _flatten(item)
-        else:
-            yield item
+    return [(group.linear, group.activations) for group in groups]
 
 
 def chain_sensitivities(groups, preacts, output, metric="euclidean"):
