@@ -6,7 +6,6 @@ forward reachability and backward co-reachability), cross-checked against a naiv
 one-unit-at-a-time removal loop.
 """
 
-import copy
 import math
 import zlib
 
