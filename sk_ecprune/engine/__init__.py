@@ -10,6 +10,7 @@ Pure torch: importing it loads neither scikit-learn nor skorch nor joblib. It wo
 - :mod:`.selection`: which weights go (global, per layer, magnitude budget, layer floors);
 - :mod:`.masks`: ``torch.nn.utils.prune`` masks, :func:`make_permanent`;
 - :mod:`.compensation`: bias shifts for removed weights;
+- :mod:`.neurons`: removing whole hidden units (scores, selection, compensation);
 - :mod:`.schedules`: iterative and gradual schedules;
 - :mod:`.report`: :class:`PruningReport`;
 - :mod:`.chain`: recognising a plain chain of linear layers and elementwise modules;
@@ -19,14 +20,17 @@ Pure torch: importing it loads neither scikit-learn nor skorch nor joblib. It wo
 
 from .compaction import compact, hidden_widths
 from .masks import kept_masks, layer_sparsity, make_permanent
+from .neurons import NEURON_SCORERS, NeuronImportance, register_neuron_scorer, score_neurons
 from .pruning import prune_model
 from .report import LayerReport, PruningReport, chain_reports
 from .schedules import gradual_schedule, step_ratios
 from .scoring import SCORERS, Importance, register_scorer, score_weights
 
 __all__ = [
+    "NEURON_SCORERS",
     "SCORERS",
     "Importance",
+    "NeuronImportance",
     "LayerReport",
     "PruningReport",
     "chain_reports",
@@ -37,7 +41,9 @@ __all__ = [
     "layer_sparsity",
     "make_permanent",
     "prune_model",
+    "register_neuron_scorer",
     "register_scorer",
+    "score_neurons",
     "score_weights",
     "step_ratios",
 ]

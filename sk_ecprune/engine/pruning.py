@@ -16,6 +16,7 @@ from torch import nn
 from ._checks import check_choice, check_fraction, check_positive_int
 from .compensation import add_bias_shift
 from .masks import apply_mask, effective_weight, kept_mask
+from .neurons import NEURON_SCORERS, hidden_layers, remove_units, score_neurons, select_units
 from .recording import linear_layers
 from .report import LayerReport, PruningReport
 from .schedules import step_ratios
@@ -42,6 +43,7 @@ def prune_model(
     random_state=None,
     check_finite: bool = True,
     max_samples: int | None = None,
+    granularity: str = "weight",
 ) -> PruningReport:
     """Score, remove and compensate the weights of ``module`` in place.
 
@@ -81,6 +83,12 @@ def prune_model(
         Estimate the scores' expectations on a random subset of this many rows (drawn once,
         from ``random_state``, and used by every step) instead of all of ``X``; None uses
         all rows. Scoring cost is proportional to the rows used.
+    granularity : {"weight", "neuron"}, default="weight"
+        Remove single weights, or whole hidden units (their incoming and outgoing weights,
+        :mod:`.neurons`; a plain chain only, ``scope="global"``, methods of
+        :data:`~.neurons.NEURON_SCORERS`). With ``"neuron"`` the ratio still counts weights
+        and the achieved count is at or below ``round(ratio * n_weights)``;
+        :func:`~.compaction.compact` then makes the network smaller.
 
     Returns
     -------
@@ -89,17 +97,20 @@ def prune_model(
 
     start_time = time.perf_counter()
     plan = _Plan.checked(
-        ratio, method, scope, compensate, steps, layer_floor,
+        ratio, method, scope, compensate, steps, layer_floor, granularity,
         dict(method=method, loss=loss, batch_size=batch_size, output_metric=output_metric,
              random_state=random_state, check_finite=bool(check_finite)),
     )
     X, y = _subsample(X, y, max_samples, random_state)
     named = linear_layers(module)
     layers = [layer for _, layer in named]
-    check_reachable([layer.weight.numel() for layer in layers], plan.ratio, plan.floor)
+    if plan.granularity == "weight":  # (a floor of units may leave the target unmet)
+        check_reachable([layer.weight.numel() for layer in layers], plan.ratio, plan.floor)
     before = [kept_mask(layer) for layer in layers]
-    shifts, compensated = _run_steps(module, layers, X, y, plan, _sparsity(before))
-    report = PruningReport(method, plan.ratio, scope, compensated, plan.steps)
+    run = _run_neuron_steps if plan.granularity == "neuron" else _run_steps
+    shifts, compensated = run(module, layers, X, y, plan, _sparsity(before))
+    report = PruningReport(method, plan.ratio, scope, compensated, plan.steps,
+                           granularity=plan.granularity)
     report.layers = [_layer_report(name, layer, kept, shift)
                      for (name, layer), kept, shift in zip(named, before, shifts)]
     report.time_s = time.perf_counter() - start_time
@@ -116,15 +127,24 @@ class _Plan:
     compensate: bool | None
     steps: int
     layer_floor: float
+    granularity: str
     score_options: dict
 
     @classmethod
-    def checked(cls, ratio, method, scope, compensate, steps, layer_floor, score_options):
-        get_scorer(method)
+    def checked(cls, ratio, method, scope, compensate, steps, layer_floor, granularity,
+                score_options):
+        check_choice("granularity", granularity, ("weight", "neuron"))
+        if granularity == "neuron":
+            check_choice("method", method, NEURON_SCORERS)
+            if scope != "global":
+                raise ValueError(f"granularity='neuron' ranks units globally; got scope={scope!r}"
+                                 ", use scope='global'.")
+        else:
+            get_scorer(method)
         return cls(check_fraction("ratio", ratio), method, check_choice("scope", scope, SCOPES),
                    None if compensate is None else bool(compensate),
-                   check_positive_int("steps", steps),
-                   check_fraction("layer_floor", layer_floor), score_options)
+                   check_positive_int("steps", steps), check_fraction("layer_floor", layer_floor),
+                   granularity, score_options)
 
     @property
     def floor(self) -> float:
@@ -153,6 +173,30 @@ def _run_steps(module, layers, X, y, plan, start_sparsity):
                 shift = add_bias_shift(layer, importance.bias_shifts[index],
                                        kept[index] & ~keep[index])
                 shifts[index] = shift if shifts[index] is None else shifts[index] + shift
+    return shifts, bool(compensate)
+
+
+def _run_neuron_steps(module, layers, X, y, plan, start_sparsity):
+    """The schedule for ``granularity="neuron"``: whole units, compensated in the consumer."""
+    shifts = [None] * len(layers)
+    compensate = plan.compensate
+    options = plan.score_options
+    n_weights = sum(layer.weight.numel() for layer in layers)
+    check_finite = options["check_finite"]
+    for step_ratio in step_ratios(plan.ratio, plan.steps, min(start_sparsity, plan.ratio)):
+        importance = score_neurons(
+            module, X, method=plan.method, batch_size=options["batch_size"],
+            output_metric=options["output_metric"], random_state=options["random_state"],
+            check_finite=check_finite,
+        )
+        check_finite = False  # X passed the first step's check
+        compensate = _decide_compensation(compensate, importance, layers, plan.method)
+        hidden = hidden_layers(module, layers)
+        take = select_units(importance, hidden, layers, round(step_ratio * n_weights),
+                            plan.layer_floor)
+        for layer, shift in remove_units(hidden, take, importance, compensate).items():
+            index = layers.index(layer)
+            shifts[index] = shift if shifts[index] is None else shifts[index] + shift
     return shifts, bool(compensate)
 
 

@@ -188,6 +188,22 @@ class LayerRecorder:
 
 
 @contextmanager
+def scoring_session(module: nn.Module, X, y=None, batch_size: int = 1024, check_finite=True):
+    """``(layers, data)`` of ``module`` for scoring, with the module in evaluation mode.
+
+    ``layers`` are its ``nn.Linear`` layers in module order, ``data`` the :class:`ScoringData`
+    of ``X`` (and ``y``) on the module's device and dtype; the first row has been checked to
+    fit the module (:func:`check_input_width`). The module's mode is restored on exit.
+    """
+    layers = [layer for _, layer in linear_layers(module)]
+    device, dtype = module_device_dtype(module)
+    data = ScoringData.from_arrays(X, y, batch_size, device, dtype, check_finite)
+    with evaluation_mode(module):
+        check_input_width(module, data.X[:1].to(device, dtype))
+        yield layers, data
+
+
+@contextmanager
 def evaluation_mode(module: nn.Module):
     """Score the network as it predicts (dropout off, batch norm frozen), then restore its mode."""
     was_training = module.training

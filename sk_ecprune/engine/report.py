@@ -50,6 +50,7 @@ class PruningReport:
     steps: int
     layers: list[LayerReport] = field(default_factory=list)
     time_s: float = 0.0
+    granularity: str = "weight"
 
     @property
     def n_weights(self) -> int:
@@ -76,6 +77,7 @@ class PruningReport:
             "scope": self.scope,
             "compensated": self.compensated,
             "steps": self.steps,
+            "granularity": self.granularity,
             "n_weights": self.n_weights,
             "n_removed": self.n_removed,
             "sparsity": self.sparsity,
@@ -95,7 +97,8 @@ class PruningReport:
 
     def __str__(self) -> str:
         lines = [
-            f"{self.method} pruning to {self.ratio:.3g} ({self.scope}, {self.steps} step(s), "
+            f"{self.method} pruning to {self.ratio:.3g} ({self.scope}, {self.granularity}s, "
+            f"{self.steps} step(s), "
             f"compensation {'on' if self.compensated else 'off'}): removed {self.n_removed} of "
             f"{self.n_weights} weights ({self.sparsity:.1%}) in {self.time_s:.2f} s"
         ]
@@ -123,6 +126,7 @@ def chain_reports(reports: list[PruningReport]) -> PruningReport:
         last.compensated,
         sum(report.steps for report in reports),
         time_s=sum(report.time_s for report in reports),
+        granularity=last.granularity,
     )
     for per_call in zip(*(report.layers for report in reports)):
         shifts = [layer.bias_shift for layer in per_call if layer.bias_shift is not None]

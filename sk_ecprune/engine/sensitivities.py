@@ -49,12 +49,14 @@ def linear_chain(module: nn.Module, layers: list[nn.Linear]):
     return [(group.linear, group.activations) for group in groups]
 
 
-def chain_sensitivities(groups, preacts, output, metric="euclidean"):
-    """Per-sample sensitivities ``s_l`` of every layer of a chain, or None if too large.
+def chain_sensitivities(groups, preacts, output, metric="euclidean", of="preactivations"):
+    """Per-sample sensitivities of every layer of a chain, or None if too large.
 
-    Same definition as :func:`output_sensitivities`: with ``J`` the
-    Jacobian of the output with respect to a layer's pre-activation, ``"euclidean"`` gives
-    ``sum_k J_k^2`` and ``"fisher"`` gives ``J^T F J`` with ``F = diag(p) - p p^T``.
+    Same definition as :func:`output_sensitivities`: with ``J`` the Jacobian of the output
+    with respect to a layer's pre-activation (``of="preactivations"``, the ``s`` of EC) or
+    its input (``of="inputs"``, the ``S`` of a hidden unit's output, which structured pruning
+    removes), ``"euclidean"`` gives ``sum_k J_k^2`` and ``"fisher"`` gives ``J^T F J`` with
+    ``F = diag(p) - p p^T``.
 
     Both are squared norms ``|R J|^2``: ``R = I`` for the Euclidean metric and, for the
     Fisher one, ``R = (I - q q^T) diag(q)`` with ``q = sqrt(p)`` (``R^T R = F``, since
@@ -63,14 +65,17 @@ def chain_sensitivities(groups, preacts, output, metric="euclidean"):
     processed in chunks so that no block exceeds :data:`MAX_JACOBIAN_ELEMENTS`; None when
     a single row would.
     """
+    check_choice("of", of, ("preactivations", "inputs"))
     n, n_outputs = output.shape
-    per_row = n_outputs * max(linear.out_features for linear, _ in groups)
-    chunk = MAX_JACOBIAN_ELEMENTS // per_row
+    widths = [linear.out_features for linear, _ in groups]
+    if of == "inputs":
+        widths += [linear.in_features for linear, _ in groups]
+    chunk = MAX_JACOBIAN_ELEMENTS // (n_outputs * max(widths))
     if chunk < 1:
         return None
     parts = [
         _chunk_sensitivities(groups, [a[start : start + chunk] for a in preacts],
-                             output[start : start + chunk], metric)
+                             output[start : start + chunk], metric, of == "inputs")
         for start in range(0, n, chunk)
     ]
     if len(parts) == 1:
@@ -78,7 +83,7 @@ def chain_sensitivities(groups, preacts, output, metric="euclidean"):
     return [torch.cat(layer_parts) for layer_parts in zip(*parts)]
 
 
-def _chunk_sensitivities(groups, preacts, output, metric):
+def _chunk_sensitivities(groups, preacts, output, metric, of_inputs):
     sensitivities = [None] * len(groups)
     rotated = _output_metric_root(output.detach(), metric)  # R J, shape (n, n_outputs, width)
     for index in reversed(range(len(groups))):
@@ -86,9 +91,12 @@ def _chunk_sensitivities(groups, preacts, output, metric):
         if activations:
             derivative = _elementwise_derivative(activations, preacts[index].detach())
             rotated = rotated * derivative.unsqueeze(1)
-        sensitivities[index] = rotated.square().sum(1)
-        if index:
-            rotated = rotated @ effective_weight(linear).detach()
+        if not of_inputs:
+            sensitivities[index] = rotated.square().sum(1)
+        if index or of_inputs:
+            rotated = rotated @ effective_weight(linear).detach()  # through the layer
+        if of_inputs:
+            sensitivities[index] = rotated.square().sum(1)
     return sensitivities
 
 
@@ -155,13 +163,15 @@ def output_sensitivities(
     return [(sq - m.square()).clamp_min(0) for sq, m in zip(squares, means)]
 
 
-def recorded_sensitivities(module, layers, data, metric="euclidean"):
+def recorded_sensitivities(module, layers, data, metric="euclidean", of="preactivations"):
     """Yield ``(inputs, sensitivities)`` per batch of ``data``: each layer's ``z`` and ``s``.
 
     ``inputs[l]`` is the input of ``layers[l]`` (shape ``(n, in_features)``) and
-    ``sensitivities[l]`` its units' ``s`` (shape ``(n, out_features)``). A plain chain
-    (:func:`linear_chain`) takes the closed form, where its Jacobian blocks fit
-    (:data:`MAX_JACOBIAN_ELEMENTS`); every other module, one autograd pass per output.
+    ``sensitivities[l]`` the sensitivities of its units' pre-activations (shape
+    ``(n, out_features)``), or with ``of="inputs"`` of its inputs (shape like
+    ``inputs[l]``). A plain chain (:func:`linear_chain`) takes the closed form, where its
+    Jacobian blocks fit (:data:`MAX_JACOBIAN_ELEMENTS`); every other module, one autograd
+    pass per output.
     """
     chain = linear_chain(module, layers)
     with LayerRecorder(layers) as recorder:
@@ -169,9 +179,10 @@ def recorded_sensitivities(module, layers, data, metric="euclidean"):
             sensitivities = None
             if chain is not None:
                 output = forward_recorded(module, recorder, Xb, keep_graph=False)
-                sensitivities = chain_sensitivities(chain, recorder.outputs, output, metric)
+                sensitivities = chain_sensitivities(chain, recorder.outputs, output, metric, of)
             if sensitivities is None:
                 output = forward_recorded(module, recorder, Xb)
-                sensitivities = output_sensitivities(output, recorder.outputs, metric)
+                targets = recorder.inputs if of == "inputs" else recorder.outputs
+                sensitivities = output_sensitivities(output, targets, metric)
             yield [z.detach() for z in recorder.inputs], [s.detach() for s in sensitivities]
             recorder.clear()

@@ -12,14 +12,15 @@ from sk_ecprune.estimators._mlp_module import MLP
 from .._reference import ResidualMLP
 
 
-def _both_paths(module, X, metric):
+def _both_paths(module, X, metric, of="preactivations"):
     layers = [layer for _, layer in linear_layers(module)]
     chain = linear_chain(module, layers)
     assert chain is not None
     with LayerRecorder(layers) as recorder:
         output = forward_recorded(module, recorder, X)
-        fast = chain_sensitivities(chain, recorder.outputs, output, metric)
-        general = output_sensitivities(output, recorder.outputs, metric)
+        fast = chain_sensitivities(chain, recorder.outputs, output, metric, of)
+        targets = recorder.inputs if of == "inputs" else recorder.outputs
+        general = output_sensitivities(output, targets, metric)
     return fast, general
 
 
@@ -36,14 +37,18 @@ CHAINS = {
 }
 
 
+@pytest.mark.parametrize("of", ["preactivations", "inputs"])
 @pytest.mark.parametrize("metric", ["euclidean", "fisher"])
 @pytest.mark.parametrize("name", list(CHAINS))
-def test_chain_sensitivities_equal_one_backward_pass_per_output(name, metric):
+def test_chain_sensitivities_equal_one_backward_pass_per_output(name, metric, of):
+    # of="inputs": the sensitivity of each layer's input (a hidden unit's output), which
+    # structured pruning needs
     torch.manual_seed(0)
     module = CHAINS[name]().double().eval()
     X = torch.randn(50, 5, dtype=torch.float64)
-    fast, general = _both_paths(module, X, metric)
+    fast, general = _both_paths(module, X, metric, of)
     for a, b in zip(fast, general):
+        assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 

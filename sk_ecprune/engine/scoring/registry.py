@@ -21,13 +21,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice
-from ..recording import (
-    ScoringData,
-    check_input_width,
-    evaluation_mode,
-    linear_layers,
-    module_device_dtype,
-)
+from ..recording import scoring_session
 from ..sensitivities import METRICS
 
 __all__ = ["SCORERS", "Importance", "get_scorer", "make_generator", "register_scorer",
@@ -140,11 +134,7 @@ def score_weights(
     """
     scorer = get_scorer(method)
     check_choice("output_metric", output_metric, METRICS)
-    layers = [layer for _, layer in linear_layers(module)]
-    device, dtype = module_device_dtype(module)
-    data = ScoringData.from_arrays(X, y, batch_size, device, dtype, check_finite)
-    with evaluation_mode(module):
-        check_input_width(module, data.X[:1].to(device, dtype))
+    with scoring_session(module, X, y, batch_size, check_finite) as (layers, data):
         importance = scorer(
             module,
             layers,
