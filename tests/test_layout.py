@@ -14,6 +14,7 @@ from sk_ecprune.engine import SCORERS
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "sk_ecprune"
 MAX_FUNCTION_LINES = 60  # code lines, docstring excluded
+OUTSIDE = ("../" + "shared", "DESIGN" + ".md")  # spelt apart, so that this file passes
 
 
 def _modules():
@@ -142,6 +143,6 @@ def test_nothing_refers_to_files_outside_the_repository():
         if path.suffix not in (".py", ".md", ".toml", ".txt", ".cfg") or not path.exists():
             continue
         text = path.read_text(errors="ignore")
-        if "../shared" in text or "DESIGN.md" in text:
+        if any(word in text for word in OUTSIDE):
             offenders.append(name)
     assert not offenders, offenders
