@@ -19,9 +19,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..engine import (
+    NEURON_SCORERS,
     SCORERS,
     chain_reports,
+    compact,
     gradual_schedule,
+    hidden_widths,
     kept_masks,
     layer_sparsity,
     make_permanent,
@@ -46,6 +49,7 @@ from ._params import (
     Interval,
     Options,
     check_device,
+    check_granularity,
     check_hidden_layer_sizes,
     check_optimizer,
     validate_params,
@@ -76,6 +80,7 @@ class _BasePrunedMLP(BaseEstimator):
         "prune_ratio": [Interval(Real, 0, 1)],
         "method": [Options(lambda: SCORERS)],  # read when checked: methods may be added
         "scope": [Options({"global", "layer", "magnitude_budget"})],
+        "granularity": [Options({"weight", "neuron"})],
         "prune_steps": [Interval(Integral, 1, None)],
         "gradual": [BOOLEAN],
         "layer_floor": [Interval(Real, 0, 1)],
@@ -101,6 +106,7 @@ class _BasePrunedMLP(BaseEstimator):
         prune_ratio=0.5,
         method="ec",
         scope="global",
+        granularity="weight",
         prune_steps=5,
         gradual=True,
         layer_floor=0.0,
@@ -123,6 +129,7 @@ class _BasePrunedMLP(BaseEstimator):
         self.prune_ratio = prune_ratio
         self.method = method
         self.scope = scope
+        self.granularity = granularity
         self.prune_steps = prune_steps
         self.gradual = gradual
         self.layer_floor = layer_floor
@@ -180,6 +187,7 @@ class _BasePrunedMLP(BaseEstimator):
     def _validate(self, X, y):
         """Stage 0: check the parameters and the data; derive the fit's seed."""
         validate_params(self, self._parameter_constraints)
+        check_granularity(self.granularity, self.method, self.scope, NEURON_SCORERS)
         check_optimizer(self.optimizer)
         sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         device = check_device(self.device)
@@ -268,6 +276,7 @@ class _BasePrunedMLP(BaseEstimator):
             random_state=data.seed,
             check_finite=False,  # validate_data has checked X
             max_samples=self.scoring_samples,
+            granularity=self.granularity,
         )
         self.pruning_time_ += report.time_s
         masks = {name: mask.cpu() for name, mask in kept_masks(module).items()}
@@ -319,6 +328,39 @@ class _BasePrunedMLP(BaseEstimator):
         n_total = sum(m.weight.numel() for m in linears)
         self.sparsity_ = n_zero / n_total
         self.layer_sparsity_ = dict(layer_sparsity(module))
+        if self.granularity == "neuron" and self.prune_ratio > 0:
+            self._compact_network()
+        self.hidden_layer_sizes_ = hidden_widths(self.net_.module_)
+
+    def _compact_network(self):
+        """Replace the MLP's layers by their compacted equivalent: the removed units go.
+
+        The optimizer is rebuilt for the new parameters (its state is lost) and the
+        callback holds the compacted network's zeros, so that training ``net_`` further
+        keeps them.
+        """
+        net = self.net_
+        net.module_.layers = compact(net.module_)
+        net.initialize_optimizer()
+        masks = {name: mask.cpu() for name, mask in kept_masks(net.module_).items()}
+        dict(net.callbacks_)["hold_removed_weights"].hold(masks)
+
+    def to_torch(self):
+        """The fitted network as a standalone, compacted ``torch.nn.Module`` on the CPU.
+
+        A plain ``nn.Sequential`` of ``nn.Linear`` layers and activations, with no skorch,
+        hooks or masks: units that pruning disconnected (all of a unit's incoming or
+        outgoing weights zero) are removed (:func:`sk_ecprune.compact`). Its output is the
+        regressor's prediction, or the classifier's logits (one per class; probabilities
+        are their softmax), for float32 input of shape ``(n, n_features_in_)``.
+
+        Returns
+        -------
+        module : torch.nn.Sequential
+            In evaluation mode, float32, on the CPU.
+        """
+        check_is_fitted(self)
+        return compact(self.net_.module_).cpu().float().eval()
 
     # -------------------------------------------------------------------- helpers
     _divergence_advice_extra = ""

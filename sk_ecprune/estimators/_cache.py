@@ -75,6 +75,7 @@ PRUNING_STAGE_PARAMETERS = frozenset(
         "prune_ratio",
         "method",
         "scope",
+        "granularity",
         "prune_steps",
         "gradual",
         "layer_floor",

@@ -27,6 +27,15 @@ default="prelu"
         each layer as many weights as global magnitude pruning would and let ``method``
         choose which (the layer budget of magnitude pruning, the choice of EC).
 
+    granularity : {"weight", "neuron"}, default="weight"
+        Remove single weights, or whole hidden units (each unit's incoming and outgoing
+        weights; with ``method`` in :data:`sk_ecprune.NEURON_SCORERS`, compensated in the
+        next layer by ``"ec"``). ``prune_ratio`` still counts removed weights, so a search
+        over ``granularity`` compares equal budgets; with ``"neuron"`` the achieved count
+        is at or below the target (``sparsity_`` says what was achieved), ``scope`` must be
+        ``"global"``, and after ``fit`` the network is compacted: ``net_.module_`` has the
+        smaller layers (``hidden_layer_sizes_``) and ``predict`` runs it.
+
     prune_steps : int >= 1, default=5
         Reach ``prune_ratio`` in this many steps of a geometric schedule (each step
         removes the same share of the weights still present), re-scoring and
@@ -128,7 +137,12 @@ _ATTRIBUTES_DOC = """
         ``"hold_removed_weights"`` keeps them at zero if ``net_`` is trained further.
 
     sparsity_ : float
-        Achieved fraction of zero weights over all linear layers of the final network.
+        Achieved fraction of removed weights over all linear layers, counted in the
+        network of ``hidden_layer_sizes`` (before any compaction).
+
+    hidden_layer_sizes_ : tuple of int
+        Widths of the hidden layers of the fitted ``net_.module_``: the constructor's for
+        ``granularity="weight"``, the compacted ones for ``"neuron"``.
 
     layer_sparsity_ : dict of str to float
         Fraction of zero weights of each linear layer, by module name.

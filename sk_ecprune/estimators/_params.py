@@ -20,6 +20,7 @@ __all__ = [
     "OPTIMIZERS",
     "InvalidParameterError",
     "check_device",
+    "check_granularity",
     "check_hidden_layer_sizes",
     "check_optimizer",
     "validate_params",
@@ -130,6 +131,23 @@ def validate_params(estimator, constraints: dict) -> None:
                 f"The {name!r} parameter of {type(estimator).__name__} must be {expected}. "
                 f"Got {value!r} instead."
             )
+
+
+def check_granularity(granularity, method, scope, neuron_methods):
+    """Raise if ``method`` (not in ``neuron_methods``) or ``scope`` cannot remove whole units
+    (``granularity="neuron"``)."""
+    if granularity != "neuron":
+        return
+    if method not in neuron_methods:
+        raise InvalidParameterError(
+            f"method={method!r} has no version that removes whole units; with "
+            f"granularity='neuron' use one of {sorted(neuron_methods)}."
+        )
+    if scope != "global":
+        raise InvalidParameterError(
+            f"granularity='neuron' ranks units over all hidden layers; got scope={scope!r}, "
+            "use scope='global'."
+        )
 
 
 def check_optimizer(optimizer):
