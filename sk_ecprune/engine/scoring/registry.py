@@ -4,7 +4,9 @@ Every scoring function has the signature::
 
     scorer(module, layers, data, *, loss, output_metric, generator) -> Importance
 
-(``data`` is a :class:`~sk_ecprune.engine.recording.ScoringData`; keyword arguments a method
+(``data`` is a :class:`~sk_ecprune.engine.recording.ScoringData`, whose iteration yields
+``(Xb, yb, wb)``: a method that takes expectations over the data weights each row by
+``wb`` when it is not None and divides by ``data.total_weight``; keyword arguments a method
 does not use land in ``**_``) and returns one score tensor per layer (shaped like the
 weight, higher = more important) and, for methods that compensate, the bias shift
 ``delta_b[i, j]`` that best absorbs the removal of ``W[i, j]``. Whether a method compensates
@@ -103,6 +105,7 @@ def score_weights(
     output_metric: str = "euclidean",
     random_state=None,
     check_finite: bool = True,
+    sample_weight=None,
 ) -> Importance:
     """Importance of every weight of every ``nn.Linear`` layer of ``module``.
 
@@ -130,6 +133,12 @@ def score_weights(
         Seed for ``"random"``.
     check_finite : bool, default=True
         Check ``X`` for NaN and infinity, batch by batch; False for data checked before.
+    sample_weight : array-like or torch.Tensor of shape (n_samples,), default=None
+        Non-negative weight of each row of ``X`` (finite, not all zero): the expectations
+        of ``"ec"``, ``"obd"``, ``"nonlinear"`` and the loss of ``"gradient_magnitude"``
+        become weighted means (an integer weight counts as that many copies of the row);
+        ``"magnitude"`` and ``"random"`` do not look at the data. None weighs all rows
+        equally. Never modified.
 
     Returns
     -------
@@ -142,7 +151,7 @@ def score_weights(
     check_choice("output_metric", output_metric, METRICS)
     layers = [layer for _, layer in linear_layers(module)]
     device, dtype = module_device_dtype(module)
-    data = ScoringData.from_arrays(X, y, batch_size, device, dtype, check_finite)
+    data = ScoringData.from_arrays(X, y, batch_size, device, dtype, check_finite, sample_weight)
     with evaluation_mode(module):
         check_input_width(module, data.X[:1].to(device, dtype))
         importance = scorer(
