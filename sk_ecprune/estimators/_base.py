@@ -27,7 +27,7 @@ from ..engine import (
     make_permanent,
     prune_model,
 )
-from ._build import build_net
+from ._build import build_net, early_stopping_callbacks, validation_fraction
 from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
 from ._data import to_tensor
@@ -87,7 +87,10 @@ class _BasePrunedMLP(BaseEstimator):
         "batch_size": [Interval(Integral, 1, None)],
         "optimizer": [Options(OPTIMIZERS), CALLABLE],
         "weight_decay": [Interval(Real, 0, None)],
+        "early_stopping": [BOOLEAN],
         "validation_fraction": [NONE, Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None)],
+        "tol": [Interval(Real, 0, None)],
         "device": [DEVICE],
         "random_state": [RANDOM_STATE],
         "verbose": [VERBOSE],
@@ -112,7 +115,10 @@ class _BasePrunedMLP(BaseEstimator):
         batch_size=32,
         optimizer="adam",
         weight_decay=0.0,
+        early_stopping=False,
         validation_fraction=None,
+        n_iter_no_change=10,
+        tol=1e-4,
         device="cpu",
         random_state=None,
         verbose=0,
@@ -134,7 +140,10 @@ class _BasePrunedMLP(BaseEstimator):
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -184,11 +193,27 @@ class _BasePrunedMLP(BaseEstimator):
         sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         device = check_device(self.device)
         X, y_t = self._validate_fit_data(X, y)
+        self._check_validation_size(len(X))
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         return _FitData(to_tensor(X), y_t, seed, sizes, device)
 
+    def _check_validation_size(self, n_samples):
+        """With early stopping, at least 2 validation rows (as scikit-learn requires)."""
+        if not self.early_stopping:
+            return
+        fraction = validation_fraction(self)
+        n_valid = int(np.ceil(fraction * n_samples))  # as skorch's split counts them
+        if n_valid < 2 or n_valid >= n_samples:
+            raise ValueError(
+                f"The validation set is too small or leaves nothing to train on: "
+                f"validation_fraction={fraction} of {n_samples} rows is {n_valid} rows; "
+                "early stopping needs at least 2 and fewer than all. Change "
+                "validation_fraction or use more data."
+            )
+
     def _fit_dense(self, data):
-        """Stage 1: initialise and train the dense network for ``max_epochs``.
+        """Stage 1: initialise and train the dense network for ``max_epochs`` (fewer with
+        ``early_stopping``, which then restores its best epoch).
 
         With ``memory`` and a fixed ``random_state``, the trained network (module,
         optimizer, history and batch-order generator state after training) is loaded from
@@ -208,6 +233,7 @@ class _BasePrunedMLP(BaseEstimator):
                     flush=True,
                 )
         self.history_dense_ = self.net_.history
+        self.loss_curve_stages_ = ["dense"] * len(self.history_dense_)
 
     def _prune_and_finetune(self, data):
         """Stage 2: prune to ``prune_ratio`` and fine-tune, as :meth:`_schedule` says.
@@ -293,15 +319,22 @@ class _BasePrunedMLP(BaseEstimator):
         net.callbacks = [
             ("hold_removed_weights", self._hold_removed_weights_),
             ("raise_on_divergence", self._divergence_),
+            *early_stopping_callbacks(self),  # fresh ones: each segment stops on its own
         ]
         net.initialize_callbacks()  # fresh timers, scores and table header
         net.initialize_optimizer()
 
     def _finetune(self, data, epochs, stage="fine-tuning"):
-        """``epochs`` epochs of training with the removed weights held at zero."""
+        """``epochs`` epochs of training with the removed weights held at zero.
+
+        With ``early_stopping``, fewer when the validation loss stalls, and the best
+        epoch's weights (with this segment's zeros) restored at the end.
+        """
         if epochs > 0:
             self._divergence_.stage = stage
+            before = len(self.net_.history)
             self.net_.partial_fit(data.X, data.y, epochs=epochs)
+            self.loss_curve_stages_ += [stage] * (len(self.net_.history) - before)
 
     def _finalize(self):
         """Stage 3: check the final network and record its sparsity."""
@@ -319,9 +352,66 @@ class _BasePrunedMLP(BaseEstimator):
         n_total = sum(m.weight.numel() for m in linears)
         self.sparsity_ = n_zero / n_total
         self.layer_sparsity_ = dict(layer_sparsity(module))
+        self._record_curves()
+
+    def _record_curves(self):
+        """scikit-learn's MLP attributes of the training, from the two skorch histories.
+
+        ``loss_curve_`` and ``validation_scores_`` run over both stages in order
+        (``loss_curve_stages_`` says which epoch is which); ``best_loss_`` and
+        ``best_validation_score_`` follow scikit-learn's rules: with early stopping the
+        former is None, without it the latter two are.
+        """
+        epochs = [*self.history_dense_, *self.history_finetune_]
+        self.loss_curve_ = [float(epoch["train_loss"]) for epoch in epochs]
+        self.n_iter_ = len(self.loss_curve_)
+        self.loss_ = self.loss_curve_[-1]
+        self.out_activation_ = self._out_activation
+        if self.early_stopping:
+            self.best_loss_ = None
+            self.validation_scores_ = [float(epoch["valid_score"]) for epoch in epochs]
+            self.best_validation_score_ = _best(self.validation_scores_, higher=True)
+        else:
+            self.best_loss_ = _best(self.loss_curve_, higher=False)
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    # ------------------------------------------------------- scikit-learn's MLP layout
+    def _linear_layers(self):
+        check_is_fitted(self)
+        return [m for m in self.net_.module_.modules() if isinstance(m, torch.nn.Linear)]
+
+    @property
+    def coefs_(self):
+        """list of ndarray: ``coefs_[i]``, shape ``(n_in_i, n_out_i)``, the weights of layer i.
+
+        scikit-learn's layout (the transpose of ``nn.Linear.weight``), float32 copies of
+        the final network's ``nn.Linear`` layers in order, whatever their shapes; removed
+        weights are zeros. Changing them does not change the network (``net_.module_``).
+        """
+        return [layer.weight.detach().cpu().numpy().T.copy() for layer in self._linear_layers()]
+
+    @property
+    def intercepts_(self):
+        """list of ndarray: ``intercepts_[i]``, shape ``(n_out_i,)``, the biases of layer i.
+
+        Copies, as for ``coefs_``; zeros for a layer without bias.
+        """
+        return [
+            np.zeros(layer.out_features, dtype=np.float32) if layer.bias is None
+            else layer.bias.detach().cpu().numpy().copy()
+            for layer in self._linear_layers()
+        ]
+
+    @property
+    def n_layers_(self):
+        """int: number of layers, input and output layers included (linear layers + 1)."""
+        return len(self._linear_layers()) + 1
 
     # -------------------------------------------------------------------- helpers
     _divergence_advice_extra = ""
+    _out_activation = "identity"  # what the fitted out_activation_ says
+    _validation_score = "r2"  # scikit-learn's validation score for early stopping
 
     def _divergence_advice(self):
         return (
@@ -379,3 +469,13 @@ class _BasePrunedMLP(BaseEstimator):
             out[start : start + len(batch)] = batch
             start += len(batch)
         return out.cpu().numpy().astype(np.float64)
+
+
+def _best(values, higher):
+    """The best of ``values`` as scikit-learn's MLP tracks it: from -inf (``higher``) or
+    +inf, replaced by each value that beats it (NaN never does)."""
+    best = -np.inf if higher else np.inf
+    for value in values:
+        if (value > best) if higher else (value < best):
+            best = value
+    return float(best)

@@ -50,7 +50,7 @@ from skorch.history import History
 
 from sklearn.utils.validation import check_memory
 
-from ._build import build_net
+from ._build import build_net, validation_fraction
 from ._data import to_tensor
 from ._params import check_device, check_hidden_layer_sizes
 
@@ -171,6 +171,11 @@ def dense_spec(estimator, seed):
         params["device"] = str(check_device(params["device"]))
     if not isinstance(params.get("random_state"), (int, np.integer)):
         params["random_state"] = int(seed)  # a RandomState instance: its draw is the seed
+    if "validation_fraction" in params:  # None with early stopping is 0.1
+        params["validation_fraction"] = validation_fraction(estimator)
+    if not params.get("early_stopping", True):
+        # they act only with early stopping: without it, any value trains one network
+        params["n_iter_no_change"] = params["tol"] = None
     fit_attributes = {
         name: getattr(estimator, name) for name in _FIT_ATTRIBUTES if hasattr(estimator, name)
     }

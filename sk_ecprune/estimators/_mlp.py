@@ -36,7 +36,10 @@ class PrunedMLPRegressor(RegressorMixin, _BasePrunedMLP):
     Attributes
     ----------
     n_outputs_ : int
-        Number of targets."""
+        Number of targets.
+
+    out_activation_ : str
+        ``"identity"``: the outputs are the last layer's values."""
         + _ATTRIBUTES_DOC
         + """
     See Also
@@ -116,7 +119,17 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels seen in fit."""
+        Class labels seen in fit.
+
+    n_outputs_ : int
+        Number of output units: one logit per class, ``len(classes_)``, which is 2 for a
+        binary problem (scikit-learn's MLPClassifier has 1 there).
+
+    out_activation_ : str
+        ``"softmax"``, binary problems included: the network has one logit per class and
+        ``predict_proba`` is their softmax (scikit-learn's MLPClassifier says
+        ``"logistic"`` for its single binary unit; the probabilities are the same
+        model)."""
         + _ATTRIBUTES_DOC
         + """
     See Also
@@ -138,6 +151,8 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
     _is_classifier_net = True
     _criterion = torch.nn.CrossEntropyLoss
     _stratify = True
+    _out_activation = "softmax"
+    _validation_score = "accuracy"
 
     def _engine_output_metric(self):
         return "euclidean" if self.output_metric == "euclidean" else "fisher"
@@ -156,6 +171,7 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
                 f"one class: {encoder.classes_.tolist()[0]!r}."
             )
         self.classes_ = encoder.classes_
+        self.n_outputs_ = len(self.classes_)
         return X, torch.from_numpy(encoder.transform(y).astype(np.int64))
 
     def predict_proba(self, X):
@@ -175,6 +191,26 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
         logits -= logits.max(axis=1, keepdims=True)
         proba = np.exp(logits)
         return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities (log-softmax of the logits) for X.
+
+        Computed from the logits directly, so it stays finite where ``predict_proba``
+        rounds a probability to 0.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities (float64) in the order of ``classes_``.
+        """
+        logits = self._forward(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
     def predict(self, X):
         """Predict class labels for X.

@@ -181,12 +181,33 @@ def test_dense_settings_and_data_make_new_entries(change, reg_data, tmp_path):
     _assert_equivalent_fit(plain, changed, X)
 
 
+def test_early_stopping_settings_are_in_the_key_only_when_they_act(reg_data, tmp_path):
+    X, y = reg_data
+    base = PrunedMLPRegressor(**FAST, memory=str(tmp_path))
+    for change in (dict(tol=1e-2), dict(n_iter_no_change=3)):  # without early stopping
+        clone(base).set_params(**change).fit(X, y)
+    assert len(_entries(tmp_path)) == 1
+    stopping = clone(base).set_params(early_stopping=True)
+    stopping.fit(X, y)
+    clone(stopping).set_params(validation_fraction=0.1).fit(X, y)  # what None means
+    assert len(_entries(tmp_path)) == 2
+    clone(stopping).set_params(tol=1e-2).fit(X, y)
+    cached = clone(stopping).set_params(n_iter_no_change=1).fit(X, y)
+    assert len(_entries(tmp_path)) == 4
+    plain = clone(cached).set_params(memory=None).fit(X, y)
+    _assert_equivalent_fit(plain, cached, X)
+    assert plain.history_dense_[:, "valid_score"] == pytest.approx(
+        cached.history_dense_[:, "valid_score"], rel=1e-5)
+
+
 def test_every_parameter_is_classified():
     # A new constructor parameter must be placed on one side: in the key (it can change
     # the dense network), or in PRUNING_STAGE_PARAMETERS (it acts only afterwards).
     dense = {
         "hidden_layer_sizes", "activation", "max_epochs", "lr", "batch_size", "optimizer",
         "weight_decay", "validation_fraction", "device", "random_state",
+        # early stopping acts in the dense training too
+        "early_stopping", "n_iter_no_change", "tol",
     }
     for Est in ESTIMATORS:
         params = set(Est().get_params())
