@@ -30,7 +30,7 @@ from ..engine import (
 from ._build import build_net, early_stopping_callbacks, validation_fraction
 from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
-from ._data import to_tensor
+from ._data import net_inputs, to_tensor
 from ._mlp_module import ACTIVATIONS
 from ._params import (
     ARRAY_LIKE,
@@ -65,6 +65,12 @@ class _FitData:
     seed: int
     hidden_layer_sizes: tuple
     device: torch.device
+    sample_weight: torch.Tensor | None = None  # float32, shape (n_samples,)
+
+    @property
+    def inputs(self):
+        """What the net is fitted on: ``X``, or ``X`` and the weights (:func:`net_inputs`)."""
+        return net_inputs(self.X, self.sample_weight)
 
 
 class _BasePrunedMLP(BaseEstimator):
@@ -150,7 +156,7 @@ class _BasePrunedMLP(BaseEstimator):
         self.memory = memory
 
     # ----------------------------------------------------------------------- fit
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the dense network, prune it, and fine-tune it.
 
         Parameters
@@ -162,6 +168,19 @@ class _BasePrunedMLP(BaseEstimator):
             Targets: class labels for the classifier, values for the regressor.
             Never modified.
 
+        sample_weight : array-like of shape (n_samples,) or float, default=None
+            Non-negative weight of each row (finite, not all zero), as for scikit-learn's
+            MLP: the loss of every mini-batch is the weighted mean of its rows' losses
+            (a row of weight 0 adds nothing to it, and a batch whose weights are all zero
+            has loss 0), the validation split (``validation_fraction``,
+            ``early_stopping``) takes its rows' weights along and weighs its loss and
+            score alike, and the pruning methods that take expectations over the data
+            (``"ec"``, ``"obd"``, ``"nonlinear"``, ``"gradient_magnitude"``) take weighted
+            means (an integer weight counts as that many copies of the row).
+            ``"magnitude"`` and ``"random"`` ignore them. A number weighs all rows alike.
+            None is the unweighted fit, and uniform weights equal it up to rounding.
+            Never modified; part of the ``memory`` key.
+
         Returns
         -------
         self : object
@@ -169,7 +188,7 @@ class _BasePrunedMLP(BaseEstimator):
         """
         self._discard_fit()
         try:
-            data = self._validate(X, y)
+            data = self._validate(X, y, sample_weight)
             self.net_ = build_net(self, data.hidden_layer_sizes, data.device, data.seed)
             self._fit_dense(data)
             self._prune_and_finetune(data)
@@ -186,16 +205,17 @@ class _BasePrunedMLP(BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, name)
 
-    def _validate(self, X, y):
+    def _validate(self, X, y, sample_weight=None):
         """Stage 0: check the parameters and the data; derive the fit's seed."""
         validate_params(self, self._parameter_constraints)
         check_optimizer(self.optimizer)
         sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         device = check_device(self.device)
-        X, y_t = self._validate_fit_data(X, y)
+        X, y_t, weights = self._validate_fit_data(X, y, sample_weight)
         self._check_validation_size(len(X))
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        return _FitData(to_tensor(X), y_t, seed, sizes, device)
+        weights = None if weights is None else to_tensor(weights)
+        return _FitData(to_tensor(X), y_t, seed, sizes, device, weights)
 
     def _check_validation_size(self, n_samples):
         """With early stopping, at least 2 validation rows (as scikit-learn requires)."""
@@ -222,9 +242,11 @@ class _BasePrunedMLP(BaseEstimator):
         """
         fixed_seed = self.random_state is not None and self.random_state is not np.random
         if self.memory is None or not fixed_seed:
-            self.net_.fit(data.X, data.y)
+            self.net_.fit(data.inputs, data.y)
         else:
-            hit = fit_dense_cached(self.memory, self, self.net_, data.X, data.y, data.seed)
+            hit = fit_dense_cached(
+                self.memory, self, self.net_, data.X, data.y, data.seed, data.sample_weight
+            )
             if hit and self.verbose:
                 last = self.net_.history[-1]
                 print(
@@ -284,6 +306,7 @@ class _BasePrunedMLP(BaseEstimator):
             data.X,
             data.y,
             ratio=ratio,
+            sample_weight=data.sample_weight,
             method=self.method,
             scope=self.scope,
             steps=steps,
@@ -333,7 +356,7 @@ class _BasePrunedMLP(BaseEstimator):
         if epochs > 0:
             self._divergence_.stage = stage
             before = len(self.net_.history)
-            self.net_.partial_fit(data.X, data.y, epochs=epochs)
+            self.net_.partial_fit(data.inputs, data.y, epochs=epochs)
             self.loss_curve_stages_ += [stage] * (len(self.net_.history) - before)
 
     def _finalize(self):
@@ -427,18 +450,24 @@ class _BasePrunedMLP(BaseEstimator):
         sliced from the data on the net's device): the batch means, weighted by the batch
         sizes, are summed in float64 on the device, and one scalar comes back. No output
         is kept beyond its batch (keeping them all fragments the heap: up to one hidden
-        activation of all of X in extra resident memory).
+        activation of all of X in extra resident memory). With sample weights, the
+        weighted mean over all rows: ``sum(w * row loss) / sum(w)``.
         """
         net = self.net_
         y = data.y.to(net.device)
+        w = None if data.sample_weight is None else data.sample_weight.to(net.device)
         total, start = None, 0
         with torch.no_grad():
             for out in net.forward_iter(data.X, training=False, device=net.device):
                 stop = start + len(out)
-                term = net.criterion_(out, y[start:stop]).double() * (stop - start)
+                if w is None:
+                    term = net.criterion_(out, y[start:stop]).double() * (stop - start)
+                else:
+                    rows = net.row_losses(out, y[start:stop]).double()
+                    term = (rows * w[start:stop].double()).sum()
                 total = term if total is None else total + term
                 start = stop
-        return float(total) / start
+        return float(total) / (start if w is None else float(w.double().sum()))
 
     def _print_pruning_line(self, report, call, n_calls):
         """One line per call of the engine; the last one with the training loss change."""

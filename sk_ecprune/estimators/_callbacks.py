@@ -1,12 +1,14 @@
 """skorch callbacks the estimators plug into their network's training loop."""
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from skorch.callbacks import Callback, EarlyStopping
 from sklearn.metrics import accuracy_score, r2_score
 
+from ._data import SAMPLE_WEIGHT
 from ._net import TrainingStopped
 
 __all__ = [
@@ -155,8 +157,9 @@ class ValidationScore(Callback):
 
     The score scikit-learn's MLP computes for early stopping: R² (``kind="r2"``, averaged
     uniformly over outputs) or accuracy (``kind="accuracy"``, the net's outputs being
-    logits), on the validation split. It is collected from the outputs the validation
-    pass computes anyway (no extra forward pass).
+    logits), on the validation split, weighted by the validation rows' sample weights when
+    the fit has them. It is collected from the outputs the validation pass computes
+    anyway (no extra forward pass).
 
     Parameters
     ----------
@@ -172,21 +175,31 @@ class ValidationScore(Callback):
     def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
         if training or y_pred is None:
             return
-        _, yb = batch
-        self._parts.append((y_pred.detach(), yb))
+        Xb, yb = batch
+        weights = Xb.get(SAMPLE_WEIGHT) if isinstance(Xb, Mapping) else None
+        self._parts.append((y_pred.detach(), yb, weights))
 
     def on_epoch_end(self, net, **kwargs):
         parts, self._parts = getattr(self, "_parts", []), []
         if not parts:
             return
-        y_pred = torch.cat([p for p, _ in parts]).cpu().double().numpy()
-        y_true = torch.cat([torch.as_tensor(y) for _, y in parts]).cpu().numpy()
+        y_pred = torch.cat([p for p, _, _ in parts]).cpu().double().numpy()
+        y_true = torch.cat([torch.as_tensor(y) for _, y, _ in parts]).cpu().numpy()
+        weights = None
+        if parts[0][2] is not None:
+            weights = torch.cat([torch.as_tensor(w) for _, _, w in parts]).cpu().numpy()
+            if not weights.sum(dtype=np.float64) > 0:
+                raise ValueError(
+                    "The sample weights of the validation set are all zero, so no "
+                    "validation score exists; use another random_state or a larger "
+                    "validation_fraction, or give more rows a positive weight."
+                )
         if not np.isfinite(y_pred).all():
             score = float("nan")  # as scikit-learn's MLP scores non-finite predictions
         elif self.kind == "accuracy":
-            score = accuracy_score(y_true, y_pred.argmax(1))
+            score = accuracy_score(y_true, y_pred.argmax(1), sample_weight=weights)
         else:
-            score = r2_score(y_true, y_pred)
+            score = r2_score(y_true, y_pred, sample_weight=weights)
         net.history.record("valid_score", float(score))
 
     def __getstate__(self):

@@ -139,8 +139,8 @@ default="prelu"
         and load it afterwards; any other parameter, the data, the seed, the versions
         of Python, torch, skorch, scikit-learn or numpy, or sk_ecprune's source start
         a new entry.
-        ``n_iter_no_change`` and ``tol`` are part of the key only with
-        ``early_stopping``.
+        The sample weights given to ``fit`` are part of the key too, and
+        ``n_iter_no_change`` and ``tol`` only with ``early_stopping``.
         A cached fit equals the uncached one to rounding and a cache hit is bit for bit
         its miss: the entry also holds the state of the batch-order generator. Used
         only with an int (or RandomState) ``random_state``; with None every fit differs
@@ -210,8 +210,8 @@ _ATTRIBUTES_DOC = """
 
     validation_scores_ : list of float or None
         With ``early_stopping``, scikit-learn's validation score of every epoch, both
-        stages in order (R² for the regressor, accuracy for the classifier): the
-        score, not the loss; None without
+        stages in order (R² for the regressor, accuracy for the classifier, weighted by
+        the validation rows' sample weights): the score, not the loss; None without
         early stopping, as in scikit-learn (the histories hold ``"valid_loss"`` whenever
         ``validation_fraction`` is set).
 

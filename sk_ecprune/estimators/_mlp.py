@@ -11,7 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from ._base import _BasePrunedMLP
-from ._data import check_finite_float32, to_tensor
+from ._data import check_finite_float32, check_sample_weight, to_tensor
 from ._docs import _ATTRIBUTES_DOC, _PARAMS_DOC
 
 __all__ = ["PrunedMLPClassifier", "PrunedMLPRegressor"]
@@ -68,17 +68,18 @@ class PrunedMLPRegressor(RegressorMixin, _BasePrunedMLP):
         # is the identity: every choice of output_metric is the Euclidean one.
         return "euclidean"
 
-    def _validate_fit_data(self, X, y):
+    def _validate_fit_data(self, X, y, sample_weight=None):
         X, y = validate_data(
             self, X, y, dtype=np.float32, multi_output=True, y_numeric=True
         )
         with np.errstate(over="ignore"):
             y = np.asarray(y, dtype=np.float32)
         check_finite_float32(y, "y")
+        weights = check_sample_weight(sample_weight, len(X))
         self._y_ndim_ = y.ndim
         y2d = y.reshape(len(y), -1)
         self.n_outputs_ = y2d.shape[1]
-        return X, to_tensor(y2d)
+        return X, to_tensor(y2d), weights
 
     @property
     def _n_net_outputs(self):
@@ -161,7 +162,7 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
     def _n_net_outputs(self):
         return len(self.classes_)
 
-    def _validate_fit_data(self, X, y):
+    def _validate_fit_data(self, X, y, sample_weight=None):
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
@@ -170,9 +171,17 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
                 f"{type(self).__name__} needs samples of at least 2 classes in y; got only "
                 f"one class: {encoder.classes_.tolist()[0]!r}."
             )
+        weights = check_sample_weight(sample_weight, len(X))
+        if weights is not None:
+            weighted = np.unique(np.asarray(y)[weights > 0])
+            if len(weighted) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes with a "
+                    f"positive sample_weight; only class {weighted.tolist()[0]!r} has one."
+                )
         self.classes_ = encoder.classes_
         self.n_outputs_ = len(self.classes_)
-        return X, torch.from_numpy(encoder.transform(y).astype(np.int64))
+        return X, torch.from_numpy(encoder.transform(y).astype(np.int64)), weights
 
     def predict_proba(self, X):
         """Class probabilities (softmax of the logits) for X.

@@ -181,6 +181,24 @@ def test_dense_settings_and_data_make_new_entries(change, reg_data, tmp_path):
     _assert_equivalent_fit(plain, changed, X)
 
 
+def test_sample_weights_are_part_of_the_key(reg_data, tmp_path):
+    X, y = reg_data
+    weights = np.random.RandomState(0).uniform(0.5, 2, len(X))
+    other = weights.copy()
+    other[0] += 1e-3
+    params = dict(FAST, validation_fraction=0.25, memory=str(tmp_path))
+    miss = PrunedMLPRegressor(**params).fit(X, y, sample_weight=weights)
+    assert len(_entries(tmp_path)) == 1
+    hit = PrunedMLPRegressor(**params, prune_ratio=0.8).fit(X, y, sample_weight=weights)
+    assert len(_entries(tmp_path)) == 1  # the same weights: one entry
+    assert hit.history_dense_[:, "dur"] == miss.history_dense_[:, "dur"]
+    for changed in (other, None, np.ones(len(X))):
+        PrunedMLPRegressor(**params).fit(X, y, sample_weight=changed)
+    assert len(_entries(tmp_path)) == 4  # other weights, none and ones: new entries
+    plain = PrunedMLPRegressor(**{**params, "memory": None}).fit(X, y, sample_weight=weights)
+    _assert_equivalent_fit(plain, miss, X)
+
+
 def test_early_stopping_settings_are_in_the_key_only_when_they_act(reg_data, tmp_path):
     X, y = reg_data
     base = PrunedMLPRegressor(**FAST, memory=str(tmp_path))
