@@ -142,6 +142,8 @@ def test_nothing_refers_to_files_outside_the_repository():
         path = ROOT / name
         if path.suffix not in (".py", ".md", ".toml", ".txt", ".cfg") or not path.exists():
             continue
+        if path.resolve() == Path(__file__).resolve():  # names the patterns it looks for
+            continue
         text = path.read_text(errors="ignore")
         if any(word in text for word in OUTSIDE):
             offenders.append(name)

@@ -117,7 +117,7 @@ def hidden_layers(module: nn.Module, layers: list[nn.Linear]) -> list[HiddenLaye
 
 
 def score_neurons(module, X, *, method="ec", batch_size=1024, output_metric="euclidean",
-                  random_state=None, check_finite=True) -> NeuronImportance:
+                  random_state=None, check_finite=True, sample_weight=None) -> NeuronImportance:
     """Importance of every hidden unit of a plain chain (see the module docstring).
 
     Parameters
@@ -129,7 +129,7 @@ def score_neurons(module, X, *, method="ec", batch_size=1024, output_metric="euc
         Data for the expectations. Never modified.
     method : str, default="ec"
         A key of :data:`NEURON_SCORERS`.
-    batch_size, output_metric, random_state, check_finite
+    batch_size, output_metric, random_state, check_finite, sample_weight
         As for :func:`~sk_ecprune.engine.score_weights`.
 
     Returns
@@ -138,7 +138,9 @@ def score_neurons(module, X, *, method="ec", batch_size=1024, output_metric="euc
         One score per unit of each hidden layer, and the compensating constants of a
         compensating method.
     """
-    with scoring_session(module, X, None, batch_size, check_finite) as (layers, data):
+    with scoring_session(module, X, None, batch_size, check_finite, sample_weight) as (
+        layers, data
+    ):
         hidden = hidden_layers(module, layers)
         return _score(module, layers, hidden, data, method, output_metric,
                       make_generator(random_state))
@@ -181,10 +183,10 @@ def random_neurons(module, layers, hidden, data, *, generator=None, **_) -> Neur
 def ec_neurons(module, layers, hidden, data, *, output_metric="euclidean", **_):
     """Structured EC: the output change left after the consumer's bias absorbs the unit."""
     stats = [_UnitStatistics() for _ in hidden]
-    for inputs, sensitivities in recorded_sensitivities(module, layers, data, output_metric,
-                                                        of="inputs"):
+    for inputs, sensitivities, w in recorded_sensitivities(module, layers, data, output_metric,
+                                                           of="inputs"):
         for stat, h in zip(stats, hidden):  # the units are the consumer's inputs
-            stat.update(sensitivities[h.index + 1], inputs[h.index + 1])
+            stat.update(sensitivities[h.index + 1], inputs[h.index + 1], w)
     costs, constants = zip(*(stat.cost_and_constant() for stat in stats))
     return NeuronImportance(list(costs), list(constants))
 
@@ -194,16 +196,21 @@ class _UnitStatistics:
     first batch's mean, so that ``C - A^2/B`` does not cancel), summed in float64."""
 
     def __init__(self):
-        self.n = 0
+        self.n = 0.0  # rows seen, or their total weight
         self.shift = self.B = self.A = self.C = None
 
-    def update(self, S: torch.Tensor, z: torch.Tensor) -> None:
+    def update(self, S: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        """Add a batch: unit sensitivities ``S`` and outputs ``z`` (n, units), weights ``w``."""
         if self.shift is None:
             self.shift = z.mean(0)
             self.B, self.A, self.C = (torch.zeros(z.shape[1], dtype=torch.float64,
                                                   device=z.device) for _ in range(3))
         centred = z - self.shift
-        self.n += z.shape[0]
+        if w is None:
+            self.n += z.shape[0]
+        else:
+            S = S * w.unsqueeze(1)
+            self.n += float(w.sum(dtype=torch.float64))
         self.B += S.sum(0, dtype=torch.float64)
         self.A += (S * centred).sum(0, dtype=torch.float64)
         self.C += (S * centred.square()).sum(0, dtype=torch.float64)

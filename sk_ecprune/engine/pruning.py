@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +45,7 @@ def prune_model(
     check_finite: bool = True,
     max_samples: int | None = None,
     granularity: str = "weight",
+    sample_weight=None,
 ) -> PruningReport:
     """Score, remove and compensate the weights of ``module`` in place.
 
@@ -82,13 +84,17 @@ def prune_model(
     max_samples : int or None, default=None
         Estimate the scores' expectations on a random subset of this many rows (drawn once,
         from ``random_state``, and used by every step) instead of all of ``X``; None uses
-        all rows. Scoring cost is proportional to the rows used.
+        all rows. Scoring cost is proportional to the rows used. The subset keeps the
+        weights of its rows.
     granularity : {"weight", "neuron"}, default="weight"
         Remove single weights, or whole hidden units (their incoming and outgoing weights,
         :mod:`.neurons`; a plain chain only, ``scope="global"``, methods of
         :data:`~.neurons.NEURON_SCORERS`). With ``"neuron"`` the ratio still counts weights
         and the achieved count is at or below ``round(ratio * n_weights)``;
         :func:`~.compaction.compact` then makes the network smaller.
+    sample_weight : array-like or torch.Tensor of shape (n_samples,), default=None
+        Weight of each row of ``X`` in the scores' expectations; see
+        :func:`score_weights`. None weighs all rows equally.
 
     Returns
     -------
@@ -101,14 +107,14 @@ def prune_model(
         dict(method=method, loss=loss, batch_size=batch_size, output_metric=output_metric,
              random_state=random_state, check_finite=bool(check_finite)),
     )
-    X, y = _subsample(X, y, max_samples, random_state)
+    X, y, sample_weight = _subsample(X, y, sample_weight, max_samples, random_state)
     named = linear_layers(module)
     layers = [layer for _, layer in named]
     if plan.granularity == "weight":  # (a floor of units may leave the target unmet)
         check_reachable([layer.weight.numel() for layer in layers], plan.ratio, plan.floor)
     before = [kept_mask(layer) for layer in layers]
     run = _run_neuron_steps if plan.granularity == "neuron" else _run_steps
-    shifts, compensated = run(module, layers, X, y, plan, _sparsity(before))
+    shifts, compensated = run(module, layers, (X, y, sample_weight), plan, _sparsity(before))
     report = PruningReport(method, plan.ratio, scope, compensated, plan.steps,
                            granularity=plan.granularity)
     report.layers = [_layer_report(name, layer, kept, shift)
@@ -152,12 +158,13 @@ class _Plan:
         return 0.0 if self.scope == "layer" else self.layer_floor
 
 
-def _run_steps(module, layers, X, y, plan, start_sparsity):
-    """Every step of the schedule; returns the summed bias shift per layer and whether the
-    removals were compensated."""
+def _run_steps(module, layers, data, plan, start_sparsity):
+    """Every step of the schedule on ``data = (X, y, sample_weight)``; returns the summed
+    bias shift per layer and whether the removals were compensated."""
+    X, y, sample_weight = data
     shifts = [None] * len(layers)
     compensate = plan.compensate
-    options = dict(plan.score_options)
+    options = dict(plan.score_options, sample_weight=sample_weight)
     for step_ratio in step_ratios(plan.ratio, plan.steps, min(start_sparsity, plan.ratio)):
         importance = score_weights(module, X, y, **options)
         options["check_finite"] = False  # X passed the first step's check
@@ -176,8 +183,9 @@ def _run_steps(module, layers, X, y, plan, start_sparsity):
     return shifts, bool(compensate)
 
 
-def _run_neuron_steps(module, layers, X, y, plan, start_sparsity):
+def _run_neuron_steps(module, layers, data, plan, start_sparsity):
     """The schedule for ``granularity="neuron"``: whole units, compensated in the consumer."""
+    X, _, sample_weight = data
     shifts = [None] * len(layers)
     compensate = plan.compensate
     options = plan.score_options
@@ -187,7 +195,7 @@ def _run_neuron_steps(module, layers, X, y, plan, start_sparsity):
         importance = score_neurons(
             module, X, method=plan.method, batch_size=options["batch_size"],
             output_metric=options["output_metric"], random_state=options["random_state"],
-            check_finite=check_finite,
+            check_finite=check_finite, sample_weight=sample_weight,
         )
         check_finite = False  # X passed the first step's check
         compensate = _decide_compensation(compensate, importance, layers, plan.method)
@@ -223,12 +231,20 @@ def _layer_report(name, layer, kept_before, shift) -> LayerReport:
                        None if shift is None else shift.detach().cpu())
 
 
-def _subsample(X, y, max_samples, random_state):
-    """``max_samples`` rows of X (and y) drawn without replacement, in their order."""
+def _subsample(X, y, sample_weight, max_samples, random_state):
+    """``max_samples`` rows of X (and of y and the weights) drawn without replacement, in
+    their order."""
     if max_samples is None or len(X) <= max_samples:
-        return X, y
+        return X, y, sample_weight
     max_samples = check_positive_int("max_samples", max_samples)
     rows = torch.randperm(len(X), generator=make_generator(random_state))[:max_samples]
     rows = rows.sort().values
-    take = lambda data: data[rows] if isinstance(data, torch.Tensor) else data[rows.numpy()]  # noqa: E731
-    return take(X), None if y is None else take(y)
+
+    def take(data):
+        if data is None:
+            return None
+        if isinstance(data, torch.Tensor):
+            return data[rows.to(data.device)]
+        return np.asarray(data)[rows.numpy()]
+
+    return take(X), take(y), take(sample_weight)

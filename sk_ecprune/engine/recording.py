@@ -83,12 +83,43 @@ def check_input_width(module: nn.Module, X: torch.Tensor) -> None:
             handle.remove()
 
 
+def _check_weights(sample_weight, n_samples: int) -> torch.Tensor:
+    """``sample_weight`` as a float64 tensor of shape (n_samples,); raise if unusable."""
+    weights = _as_tensor(sample_weight, "sample_weight")
+    if weights.ndim != 1 or weights.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), one weight per row of X; got "
+            f"{tuple(weights.shape)}."
+        )
+    if weights.is_complex() or weights.dtype == torch.bool:
+        raise ValueError(f"sample_weight must hold real numbers; got {weights.dtype}.")
+    weights = weights.to(torch.float64)
+    if not torch.isfinite(weights).all():
+        raise ValueError("sample_weight contains NaN or infinite values.")
+    if (weights < 0).any():
+        raise ValueError("sample_weight must be non-negative.")
+    if not weights.sum() > 0:
+        raise ValueError(
+            "sample_weight sums to zero on the rows scored: every expectation would be "
+            "0/0. Give some rows a positive weight (or score on more rows: max_samples)."
+        )
+    return weights
+
+
 @dataclass
 class ScoringData:
     """The data a scoring method streams through the module, in batches.
 
     Memory for scoring does not grow with the number of samples: only one batch at a time
     is moved to the module's device. ``X`` is never modified.
+
+    The contract every scoring method relies on: iterating yields ``(Xb, yb, wb)`` per
+    batch, ``Xb`` on ``device`` in ``dtype``, ``yb`` the targets' rows (or None), and
+    ``wb`` the rows' weights (shape ``(len(Xb),)``, on ``device`` in ``dtype``) or None
+    when the data are unweighted. An expectation over the data is
+    ``sum over batches of (wb * f(Xb)).sum(0)`` divided by :attr:`total_weight`, which is
+    the number of rows when ``wb`` is None (then ``f(Xb).sum(0)`` alone: unweighted data
+    take exactly the unweighted arithmetic).
 
     Parameters
     ----------
@@ -99,6 +130,9 @@ class ScoringData:
     check_finite : bool
         Check every batch for NaN or infinity (the first row is always checked); False
         for data already checked, e.g. by an earlier step of an iterative schedule.
+    weights : torch.Tensor of shape (n_samples,) or None, default=None
+        Non-negative float64 weight of each row (checked by :meth:`from_arrays`); None
+        weighs every row equally.
     """
 
     X: torch.Tensor
@@ -107,9 +141,12 @@ class ScoringData:
     device: torch.device
     dtype: torch.dtype
     check_finite: bool = True
+    weights: torch.Tensor | None = None
 
     @classmethod
-    def from_arrays(cls, X, y, batch_size, device, dtype, check_finite=True) -> "ScoringData":
+    def from_arrays(
+        cls, X, y, batch_size, device, dtype, check_finite=True, sample_weight=None
+    ) -> "ScoringData":
         X = _as_tensor(X, "X")
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(
@@ -125,11 +162,20 @@ class ScoringData:
                 )
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
-        return cls(X, y, int(batch_size), torch.device(device), dtype, bool(check_finite))
+        weights = None if sample_weight is None else _check_weights(sample_weight, X.shape[0])
+        return cls(X, y, int(batch_size), torch.device(device), dtype, bool(check_finite),
+                   weights)
 
     @property
     def n_samples(self) -> int:
         return int(self.X.shape[0])
+
+    @property
+    def total_weight(self) -> float:
+        """The sum of the weights: the denominator of every expectation (rows if None)."""
+        if self.weights is None:
+            return float(self.n_samples)
+        return float(self.weights.sum())
 
     def __iter__(self):
         for start in range(0, self.n_samples, self.batch_size):
@@ -138,7 +184,10 @@ class ScoringData:
             if self.check_finite:
                 _check_finite(Xb)
             yb = None if self.y is None else self.y[start:stop].to(self.device, non_blocking=True)
-            yield Xb, yb
+            wb = None
+            if self.weights is not None:
+                wb = self.weights[start:stop].to(self.device, self.dtype, non_blocking=True)
+            yield Xb, yb, wb
 
 
 class LayerRecorder:
@@ -188,16 +237,18 @@ class LayerRecorder:
 
 
 @contextmanager
-def scoring_session(module: nn.Module, X, y=None, batch_size: int = 1024, check_finite=True):
+def scoring_session(module: nn.Module, X, y=None, batch_size: int = 1024, check_finite=True,
+                    sample_weight=None):
     """``(layers, data)`` of ``module`` for scoring, with the module in evaluation mode.
 
     ``layers`` are its ``nn.Linear`` layers in module order, ``data`` the :class:`ScoringData`
-    of ``X`` (and ``y``) on the module's device and dtype; the first row has been checked to
-    fit the module (:func:`check_input_width`). The module's mode is restored on exit.
+    of ``X`` (and ``y``, ``sample_weight``) on the module's device and dtype; the first row
+    has been checked to fit the module (:func:`check_input_width`). The module's mode is
+    restored on exit.
     """
     layers = [layer for _, layer in linear_layers(module)]
     device, dtype = module_device_dtype(module)
-    data = ScoringData.from_arrays(X, y, batch_size, device, dtype, check_finite)
+    data = ScoringData.from_arrays(X, y, batch_size, device, dtype, check_finite, sample_weight)
     with evaluation_mode(module):
         check_input_width(module, data.X[:1].to(device, dtype))
         yield layers, data

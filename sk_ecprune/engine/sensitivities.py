@@ -164,18 +164,20 @@ def output_sensitivities(
 
 
 def recorded_sensitivities(module, layers, data, metric="euclidean", of="preactivations"):
-    """Yield ``(inputs, sensitivities)`` per batch of ``data``: each layer's ``z`` and ``s``.
+    """Yield ``(inputs, sensitivities, weights)`` per batch of ``data``.
 
-    ``inputs[l]`` is the input of ``layers[l]`` (shape ``(n, in_features)``) and
+    ``inputs[l]`` is the input ``z`` of ``layers[l]`` (shape ``(n, in_features)``),
     ``sensitivities[l]`` the sensitivities of its units' pre-activations (shape
     ``(n, out_features)``), or with ``of="inputs"`` of its inputs (shape like
-    ``inputs[l]``). A plain chain (:func:`linear_chain`) takes the closed form, where its
-    Jacobian blocks fit (:data:`MAX_JACOBIAN_ELEMENTS`); every other module, one autograd
-    pass per output.
+    ``inputs[l]``), and ``weights`` the batch's row weights ``wb`` of
+    :class:`~sk_ecprune.engine.recording.ScoringData` (None for unweighted data), for the
+    caller's weighted means. A plain chain (:func:`linear_chain`) takes the closed form,
+    where its Jacobian blocks fit (:data:`MAX_JACOBIAN_ELEMENTS`); every other module, one
+    autograd pass per output.
     """
     chain = linear_chain(module, layers)
     with LayerRecorder(layers) as recorder:
-        for Xb, _ in data:
+        for Xb, _, wb in data:
             sensitivities = None
             if chain is not None:
                 output = forward_recorded(module, recorder, Xb, keep_graph=False)
@@ -184,5 +186,5 @@ def recorded_sensitivities(module, layers, data, metric="euclidean", of="preacti
                 output = forward_recorded(module, recorder, Xb)
                 targets = recorder.inputs if of == "inputs" else recorder.outputs
                 sensitivities = output_sensitivities(output, targets, metric)
-            yield [z.detach() for z in recorder.inputs], [s.detach() for s in sensitivities]
+            yield [z.detach() for z in recorder.inputs], [s.detach() for s in sensitivities], wb
             recorder.clear()

@@ -8,7 +8,8 @@ Where each part lives:
 - :mod:`._build`: the skorch net of an estimator's settings; :mod:`._mlp_module`: the MLP;
 - :mod:`._net`: the skorch nets (interrupts, a plain train step); :mod:`._data`: the tensor
   data path; :mod:`._skorch_internals`: shortcuts through skorch's internals (one switch);
-- :mod:`._callbacks`: skorch callbacks (removed weights held at zero, divergence);
+- :mod:`._callbacks`: skorch callbacks (removed weights held at zero, divergence, early
+  stopping and its validation score);
 - :mod:`._cache`: the ``memory=`` cache of the dense stage.
 """
 

@@ -30,10 +30,10 @@ from ..engine import (
     make_permanent,
     prune_model,
 )
-from ._build import build_net
+from ._build import build_net, early_stopping_callbacks, validation_fraction
 from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
-from ._data import to_tensor
+from ._data import net_inputs, to_tensor
 from ._mlp_module import ACTIVATIONS
 from ._params import (
     ARRAY_LIKE,
@@ -69,6 +69,12 @@ class _FitData:
     seed: int
     hidden_layer_sizes: tuple
     device: torch.device
+    sample_weight: torch.Tensor | None = None  # float32, shape (n_samples,)
+
+    @property
+    def inputs(self):
+        """What the net is fitted on: ``X``, or ``X`` and the weights (:func:`net_inputs`)."""
+        return net_inputs(self.X, self.sample_weight)
 
 
 class _BasePrunedMLP(BaseEstimator):
@@ -92,7 +98,10 @@ class _BasePrunedMLP(BaseEstimator):
         "batch_size": [Interval(Integral, 1, None)],
         "optimizer": [Options(OPTIMIZERS), CALLABLE],
         "weight_decay": [Interval(Real, 0, None)],
+        "early_stopping": [BOOLEAN],
         "validation_fraction": [NONE, Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None)],
+        "tol": [Interval(Real, 0, None)],
         "device": [DEVICE],
         "random_state": [RANDOM_STATE],
         "verbose": [VERBOSE],
@@ -118,7 +127,10 @@ class _BasePrunedMLP(BaseEstimator):
         batch_size=32,
         optimizer="adam",
         weight_decay=0.0,
+        early_stopping=False,
         validation_fraction=None,
+        n_iter_no_change=10,
+        tol=1e-4,
         device="cpu",
         random_state=None,
         verbose=0,
@@ -141,14 +153,17 @@ class _BasePrunedMLP(BaseEstimator):
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
         self.memory = memory
 
     # ----------------------------------------------------------------------- fit
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the dense network, prune it, and fine-tune it.
 
         Parameters
@@ -160,6 +175,19 @@ class _BasePrunedMLP(BaseEstimator):
             Targets: class labels for the classifier, values for the regressor.
             Never modified.
 
+        sample_weight : array-like of shape (n_samples,) or float, default=None
+            Non-negative weight of each row (finite, not all zero), as for scikit-learn's
+            MLP: the loss of every mini-batch is the weighted mean of its rows' losses
+            (a row of weight 0 adds nothing to it, and a batch whose weights are all zero
+            has loss 0), the validation split (``validation_fraction``,
+            ``early_stopping``) takes its rows' weights along and weighs its loss and
+            score alike, and the pruning methods that take expectations over the data
+            (``"ec"``, ``"obd"``, ``"nonlinear"``, ``"gradient_magnitude"``) take weighted
+            means (an integer weight counts as that many copies of the row).
+            ``"magnitude"`` and ``"random"`` ignore them. A number weighs all rows alike.
+            None is the unweighted fit, and uniform weights equal it up to rounding.
+            Never modified; part of the ``memory`` key.
+
         Returns
         -------
         self : object
@@ -167,7 +195,7 @@ class _BasePrunedMLP(BaseEstimator):
         """
         self._discard_fit()
         try:
-            data = self._validate(X, y)
+            data = self._validate(X, y, sample_weight)
             self.net_ = build_net(self, data.hidden_layer_sizes, data.device, data.seed)
             self._fit_dense(data)
             self._prune_and_finetune(data)
@@ -184,19 +212,36 @@ class _BasePrunedMLP(BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, name)
 
-    def _validate(self, X, y):
+    def _validate(self, X, y, sample_weight=None):
         """Stage 0: check the parameters and the data; derive the fit's seed."""
         validate_params(self, self._parameter_constraints)
         check_granularity(self.granularity, self.method, self.scope, NEURON_SCORERS)
         check_optimizer(self.optimizer)
         sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         device = check_device(self.device)
-        X, y_t = self._validate_fit_data(X, y)
+        X, y_t, weights = self._validate_fit_data(X, y, sample_weight)
+        self._check_validation_size(len(X))
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        return _FitData(to_tensor(X), y_t, seed, sizes, device)
+        weights = None if weights is None else to_tensor(weights)
+        return _FitData(to_tensor(X), y_t, seed, sizes, device, weights)
+
+    def _check_validation_size(self, n_samples):
+        """With early stopping, at least 2 validation rows (as scikit-learn requires)."""
+        if not self.early_stopping:
+            return
+        fraction = validation_fraction(self)
+        n_valid = int(np.ceil(fraction * n_samples))  # as skorch's split counts them
+        if n_valid < 2 or n_valid >= n_samples:
+            raise ValueError(
+                f"The validation set is too small or leaves nothing to train on: "
+                f"validation_fraction={fraction} of {n_samples} rows is {n_valid} rows; "
+                "early stopping needs at least 2 and fewer than all. Change "
+                "validation_fraction or use more data."
+            )
 
     def _fit_dense(self, data):
-        """Stage 1: initialise and train the dense network for ``max_epochs``.
+        """Stage 1: initialise and train the dense network for ``max_epochs`` (fewer with
+        ``early_stopping``, which then restores its best epoch).
 
         With ``memory`` and a fixed ``random_state``, the trained network (module,
         optimizer, history and batch-order generator state after training) is loaded from
@@ -205,9 +250,11 @@ class _BasePrunedMLP(BaseEstimator):
         """
         fixed_seed = self.random_state is not None and self.random_state is not np.random
         if self.memory is None or not fixed_seed:
-            self.net_.fit(data.X, data.y)
+            self.net_.fit(data.inputs, data.y)
         else:
-            hit = fit_dense_cached(self.memory, self, self.net_, data.X, data.y, data.seed)
+            hit = fit_dense_cached(
+                self.memory, self, self.net_, data.X, data.y, data.seed, data.sample_weight
+            )
             if hit and self.verbose:
                 last = self.net_.history[-1]
                 print(
@@ -216,6 +263,7 @@ class _BasePrunedMLP(BaseEstimator):
                     flush=True,
                 )
         self.history_dense_ = self.net_.history
+        self.loss_curve_stages_ = ["dense"] * len(self.history_dense_)
 
     def _prune_and_finetune(self, data):
         """Stage 2: prune to ``prune_ratio`` and fine-tune, as :meth:`_schedule` says.
@@ -266,6 +314,7 @@ class _BasePrunedMLP(BaseEstimator):
             data.X,
             data.y,
             ratio=ratio,
+            sample_weight=data.sample_weight,
             method=self.method,
             scope=self.scope,
             steps=steps,
@@ -302,15 +351,22 @@ class _BasePrunedMLP(BaseEstimator):
         net.callbacks = [
             ("hold_removed_weights", self._hold_removed_weights_),
             ("raise_on_divergence", self._divergence_),
+            *early_stopping_callbacks(self),  # fresh ones: each segment stops on its own
         ]
         net.initialize_callbacks()  # fresh timers, scores and table header
         net.initialize_optimizer()
 
     def _finetune(self, data, epochs, stage="fine-tuning"):
-        """``epochs`` epochs of training with the removed weights held at zero."""
+        """``epochs`` epochs of training with the removed weights held at zero.
+
+        With ``early_stopping``, fewer when the validation loss stalls, and the best
+        epoch's weights (with this segment's zeros) restored at the end.
+        """
         if epochs > 0:
             self._divergence_.stage = stage
-            self.net_.partial_fit(data.X, data.y, epochs=epochs)
+            before = len(self.net_.history)
+            self.net_.partial_fit(data.inputs, data.y, epochs=epochs)
+            self.loss_curve_stages_ += [stage] * (len(self.net_.history) - before)
 
     def _finalize(self):
         """Stage 3: check the final network and record its sparsity."""
@@ -331,6 +387,61 @@ class _BasePrunedMLP(BaseEstimator):
         if self.granularity == "neuron" and self.prune_ratio > 0:
             self._compact_network()
         self.hidden_layer_sizes_ = hidden_widths(self.net_.module_)
+        self._record_curves()
+
+    def _record_curves(self):
+        """scikit-learn's MLP attributes of the training, from the two skorch histories.
+
+        ``loss_curve_`` and ``validation_scores_`` run over both stages in order
+        (``loss_curve_stages_`` says which epoch is which); ``best_loss_`` and
+        ``best_validation_score_`` follow scikit-learn's rules: with early stopping the
+        former is None, without it the latter two are.
+        """
+        epochs = [*self.history_dense_, *self.history_finetune_]
+        self.loss_curve_ = [float(epoch["train_loss"]) for epoch in epochs]
+        self.n_iter_ = len(self.loss_curve_)
+        self.loss_ = self.loss_curve_[-1]
+        self.out_activation_ = self._out_activation
+        if self.early_stopping:
+            self.best_loss_ = None
+            self.validation_scores_ = [float(epoch["valid_score"]) for epoch in epochs]
+            self.best_validation_score_ = _best(self.validation_scores_, higher=True)
+        else:
+            self.best_loss_ = _best(self.loss_curve_, higher=False)
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    # ------------------------------------------------------- scikit-learn's MLP layout
+    def _linear_layers(self):
+        check_is_fitted(self)
+        return [m for m in self.net_.module_.modules() if isinstance(m, torch.nn.Linear)]
+
+    @property
+    def coefs_(self):
+        """list of ndarray: ``coefs_[i]``, shape ``(n_in_i, n_out_i)``, the weights of layer i.
+
+        scikit-learn's layout (the transpose of ``nn.Linear.weight``), float32 copies of
+        the final network's ``nn.Linear`` layers in order, whatever their shapes; removed
+        weights are zeros. Changing them does not change the network (``net_.module_``).
+        """
+        return [layer.weight.detach().cpu().numpy().T.copy() for layer in self._linear_layers()]
+
+    @property
+    def intercepts_(self):
+        """list of ndarray: ``intercepts_[i]``, shape ``(n_out_i,)``, the biases of layer i.
+
+        Copies, as for ``coefs_``; zeros for a layer without bias.
+        """
+        return [
+            np.zeros(layer.out_features, dtype=np.float32) if layer.bias is None
+            else layer.bias.detach().cpu().numpy().copy()
+            for layer in self._linear_layers()
+        ]
+
+    @property
+    def n_layers_(self):
+        """int: number of layers, input and output layers included (linear layers + 1)."""
+        return len(self._linear_layers()) + 1
 
     def _compact_network(self):
         """Replace the MLP's layers by their compacted equivalent: the removed units go.
@@ -364,6 +475,8 @@ class _BasePrunedMLP(BaseEstimator):
 
     # -------------------------------------------------------------------- helpers
     _divergence_advice_extra = ""
+    _out_activation = "identity"  # what the fitted out_activation_ says
+    _validation_score = "r2"  # scikit-learn's validation score for early stopping
 
     def _divergence_advice(self):
         return (
@@ -379,18 +492,24 @@ class _BasePrunedMLP(BaseEstimator):
         sliced from the data on the net's device): the batch means, weighted by the batch
         sizes, are summed in float64 on the device, and one scalar comes back. No output
         is kept beyond its batch (keeping them all fragments the heap: up to one hidden
-        activation of all of X in extra resident memory).
+        activation of all of X in extra resident memory). With sample weights, the
+        weighted mean over all rows: ``sum(w * row loss) / sum(w)``.
         """
         net = self.net_
         y = data.y.to(net.device)
+        w = None if data.sample_weight is None else data.sample_weight.to(net.device)
         total, start = None, 0
         with torch.no_grad():
             for out in net.forward_iter(data.X, training=False, device=net.device):
                 stop = start + len(out)
-                term = net.criterion_(out, y[start:stop]).double() * (stop - start)
+                if w is None:
+                    term = net.criterion_(out, y[start:stop]).double() * (stop - start)
+                else:
+                    rows = net.row_losses(out, y[start:stop]).double()
+                    term = (rows * w[start:stop].double()).sum()
                 total = term if total is None else total + term
                 start = stop
-        return float(total) / start
+        return float(total) / (start if w is None else float(w.double().sum()))
 
     def _print_pruning_line(self, report, call, n_calls):
         """One line per call of the engine; the last one with the training loss change."""
@@ -421,3 +540,13 @@ class _BasePrunedMLP(BaseEstimator):
             out[start : start + len(batch)] = batch
             start += len(batch)
         return out.cpu().numpy().astype(np.float64)
+
+
+def _best(values, higher):
+    """The best of ``values`` as scikit-learn's MLP tracks it: from -inf (``higher``) or
+    +inf, replaced by each value that beats it (NaN never does)."""
+    best = -np.inf if higher else np.inf
+    for value in values:
+        if (value > best) if higher else (value < best):
+            best = value
+    return float(best)

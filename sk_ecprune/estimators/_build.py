@@ -13,16 +13,26 @@ import numpy as np
 import torch
 from skorch.dataset import ValidSplit
 
-from ._callbacks import RaiseOnDivergence
+from ._callbacks import RaiseOnDivergence, StopEarly, ValidationScore
 from ._data import TensorBatchIterator, TensorDataset
 from ._mlp_module import MLP
 from ._net import net_class
 from ._params import OPTIMIZERS
 
-__all__ = ["EVAL_BATCH_SIZE", "build_net", "has_fused_kernels"]
+__all__ = [
+    "EVAL_BATCH_SIZE",
+    "build_net",
+    "early_stopping_callbacks",
+    "has_fused_kernels",
+    "validation_fraction",
+]
 
 #: Smallest batch for prediction and evaluation: outputs do not depend on it.
 EVAL_BATCH_SIZE = 1024
+
+#: The validation fraction of ``early_stopping=True`` with ``validation_fraction=None``
+#: (scikit-learn's default).
+EARLY_STOPPING_VALIDATION_FRACTION = 0.1
 
 
 def build_net(estimator, hidden_layer_sizes, device, seed):
@@ -53,7 +63,7 @@ def build_net(estimator, hidden_layer_sizes, device, seed):
         # prediction): from a generator of its own, not torch's global one
         iterator_valid__generator=torch.Generator().manual_seed(0),
         train_split=_train_split(estimator, seed),
-        callbacks=[("raise_on_divergence", divergence)],
+        callbacks=[("raise_on_divergence", divergence), *early_stopping_callbacks(estimator)],
         device=str(device),
         verbose=estimator.verbose,
         **_data_path_options(),
@@ -74,12 +84,41 @@ def _data_path_options():
     }
 
 
-def _train_split(estimator, seed):
-    if estimator.validation_fraction is None:
-        return None
-    return ValidSplit(
-        estimator.validation_fraction, stratified=estimator._stratify, random_state=seed
+def validation_fraction(estimator):
+    """The fraction of the rows held out: ``validation_fraction``, or with
+    ``early_stopping`` and ``validation_fraction=None`` scikit-learn's 0.1; None: no split."""
+    if estimator.validation_fraction is None and estimator.early_stopping:
+        return EARLY_STOPPING_VALIDATION_FRACTION
+    return estimator.validation_fraction
+
+
+def early_stopping_callbacks(estimator):
+    """The named callbacks of ``early_stopping`` for one stage: none without it.
+
+    A fresh :class:`~._callbacks.ValidationScore` (scikit-learn's validation score per
+    epoch) and a :class:`~._callbacks.StopEarly` on the validation loss: ``patience`` is
+    ``n_iter_no_change``, an improvement is a decrease by at least ``tol`` (absolute),
+    and the best epoch's weights are restored when the stage ends.
+    """
+    if not estimator.early_stopping:
+        return []
+    stop = StopEarly(
+        monitor="valid_loss",
+        patience=estimator.n_iter_no_change,
+        threshold=estimator.tol,
+        threshold_mode="abs",
+        lower_is_better=True,
+        load_best=True,
     )
+    return [("valid_score", ValidationScore(estimator._validation_score)),
+            ("early_stopping", stop)]
+
+
+def _train_split(estimator, seed):
+    fraction = validation_fraction(estimator)
+    if fraction is None:
+        return None
+    return ValidSplit(fraction, stratified=estimator._stratify, random_state=seed)
 
 
 def _optimizer_options(estimator, device):

@@ -20,7 +20,7 @@ except the ones that act only after the dense training (:data:`PRUNING_STAGE_PAR
 the seed derived from ``random_state``, the fitted attributes the network is built from
 (``n_features_in_``, ``classes_`` / ``n_outputs_``), the versions of Python, torch, skorch,
 scikit-learn and numpy, a fingerprint of the installed ``sk_ecprune`` source, and the data
-(joblib hashes ``X`` and ``y`` by content). A parameter added to the estimators later is part
+(joblib hashes ``X``, ``y`` and the sample weights by content). A parameter added to the estimators later is part
 of the key unless it is listed in :data:`PRUNING_STAGE_PARAMETERS`: an unknown setting can cost
 a cache miss, never a wrong network.
 
@@ -50,8 +50,8 @@ from skorch.history import History
 
 from sklearn.utils.validation import check_memory
 
-from ._build import build_net
-from ._data import to_tensor
+from ._build import build_net, validation_fraction
+from ._data import net_inputs, to_tensor
 from ._params import check_device, check_hidden_layer_sizes
 
 __all__ = [
@@ -172,6 +172,11 @@ def dense_spec(estimator, seed):
         params["device"] = str(check_device(params["device"]))
     if not isinstance(params.get("random_state"), (int, np.integer)):
         params["random_state"] = int(seed)  # a RandomState instance: its draw is the seed
+    if "validation_fraction" in params:  # None with early stopping is 0.1
+        params["validation_fraction"] = validation_fraction(estimator)
+    if not params.get("early_stopping", True):
+        # they act only with early stopping: without it, any value trains one network
+        params["n_iter_no_change"] = params["tol"] = None
     fit_attributes = {
         name: getattr(estimator, name) for name in _FIT_ATTRIBUTES if hasattr(estimator, name)
     }
@@ -186,7 +191,7 @@ def dense_spec(estimator, seed):
 
 
 # ------------------------------------------------------------------------- the cached call
-def train_dense(spec, X, y, estimator_class=None, verbose=0):
+def train_dense(spec, X, y, sample_weight=None, estimator_class=None, verbose=0):
     """Train the dense network described by ``spec`` on ``(X, y)``; return a cache entry.
 
     This is the function ``memory.cache`` wraps. It builds a twin of the estimator with the
@@ -205,6 +210,9 @@ def train_dense(spec, X, y, estimator_class=None, verbose=0):
     y : ndarray
         Training targets as the net receives them (float32 of shape (n_samples, n_outputs)
         for the regressor, int64 class codes for the classifier).
+
+    sample_weight : ndarray of shape (n_samples,), float32, or None, default=None
+        Validated sample weights; None for an unweighted fit.
 
     estimator_class : type
         The estimator class (not hashed by ``joblib.Memory``: ``spec`` names it).
@@ -227,7 +235,8 @@ def train_dense(spec, X, y, estimator_class=None, verbose=0):
     device = check_device(twin.device)
     seed = spec["seed"]
     net = build_net(twin, sizes, device, seed)
-    net.fit(to_tensor(X), to_tensor(y))
+    weights = None if sample_weight is None else to_tensor(sample_weight)
+    net.fit(net_inputs(to_tensor(X), weights), to_tensor(y))
     content = {
         "module": {k: v.detach().cpu().clone() for k, v in net.module_.state_dict().items()},
         "optimizer": net.optimizer_.state_dict(),
@@ -275,7 +284,7 @@ def _location(memory):
     return f" in {location}" if location else ""
 
 
-def fit_dense_cached(memory, estimator, net, X, y, seed):
+def fit_dense_cached(memory, estimator, net, X, y, seed, sample_weight=None):
     """Give ``net`` the trained dense network of ``estimator``, from ``memory`` if cached.
 
     A cache that cannot be used (a location that cannot be created or written, settings
@@ -298,6 +307,9 @@ def fit_dense_cached(memory, estimator, net, X, y, seed):
 
     seed : int
         The seed ``fit`` derived from ``random_state``.
+
+    sample_weight : torch.Tensor or None, default=None
+        The validated sample weights (on the CPU), part of the key; None: unweighted.
 
     Returns
     -------
@@ -328,10 +340,12 @@ def fit_dense_cached(memory, estimator, net, X, y, seed):
             DenseCacheWarning,
             stacklevel=5,
         )
-        net.fit(X, y)
+        net.fit(net_inputs(X, sample_weight), y)
         return None
     try:
-        return _fit_through_cache(check_memory(memory), estimator, net, X, y, spec, spec_hash)
+        return _fit_through_cache(
+            check_memory(memory), estimator, net, (X, y, sample_weight), spec, spec_hash
+        )
     except OSError as exc:  # no permission, read-only filesystem, a file in the path, ...
         warnings.warn(
             f"memory: the cache{_location(memory)} cannot be used ({type(exc).__name__}: "
@@ -340,14 +354,14 @@ def fit_dense_cached(memory, estimator, net, X, y, seed):
             DenseCacheWarning,
             stacklevel=5,
         )
-        net.fit(X, y)
+        net.fit(net_inputs(X, sample_weight), y)
         return None
 
 
-def _fit_through_cache(memory, estimator, net, X, y, spec, spec_hash):
+def _fit_through_cache(memory, estimator, net, data, spec, spec_hash):
     """:func:`fit_dense_cached` once ``memory`` is a usable cache and the key is known."""
-    X, y = X.cpu().numpy(), y.cpu().numpy()  # hashed by content
-    args = (spec, X, y)
+    X, y, weights = (None if a is None else a.cpu().numpy() for a in data)  # hashed by content
+    args = (spec, X, y, weights)
     kwargs = {"estimator_class": type(estimator), "verbose": estimator.verbose}
     if isinstance(memory, joblib.Memory):
         cached = memory.cache(train_dense, ignore=["estimator_class", "verbose"])

@@ -1,10 +1,23 @@
 """skorch callbacks the estimators plug into their network's training loop."""
 
 import math
+from collections.abc import Mapping
 
-from skorch.callbacks import Callback
+import numpy as np
+import torch
+from skorch.callbacks import Callback, EarlyStopping
+from sklearn.metrics import accuracy_score, r2_score
 
-__all__ = ["HoldRemovedWeights", "RaiseOnDivergence", "TrainingDiverged"]
+from ._data import SAMPLE_WEIGHT
+from ._net import TrainingStopped
+
+__all__ = [
+    "HoldRemovedWeights",
+    "RaiseOnDivergence",
+    "StopEarly",
+    "TrainingDiverged",
+    "ValidationScore",
+]
 
 
 class TrainingDiverged(ValueError):
@@ -110,4 +123,86 @@ class HoldRemovedWeights(Callback):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_targets"] = None  # rebuilt at the next training; keeps GPU tensors out
+        return state
+
+
+class StopEarly(EarlyStopping):
+    """skorch's :class:`~skorch.callbacks.EarlyStopping`, stopping with :class:`TrainingStopped`.
+
+    skorch's callback ends training by raising a plain ``KeyboardInterrupt``, which the
+    estimators' nets pass on to the caller as the user's Ctrl-C (:mod:`._net`). This one
+    raises :class:`~._net.TrainingStopped` instead, so that stopping early ends only the
+    stage. Everything else is skorch's: the monitored value, ``patience``, ``threshold``
+    and, with ``load_best=True``, the module weights of the best epoch restored at the end
+    of the training call (skorch resets all of it at the start of each call).
+
+    Only the ``KeyboardInterrupt`` skorch raises for the stop (when ``misses_`` has
+    reached ``patience``) is replaced; any other interrupt passes unchanged.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        try:
+            super().on_epoch_end(net, **kwargs)
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, TrainingStopped) or self.misses_ != self.patience:
+                raise
+            raise TrainingStopped(
+                f"{self.monitor} did not improve by at least {self.threshold} for "
+                f"{self.patience} epochs"
+            ) from None
+
+
+class ValidationScore(Callback):
+    """Record scikit-learn's validation score of each epoch as ``"valid_score"``.
+
+    The score scikit-learn's MLP computes for early stopping: R² (``kind="r2"``, averaged
+    uniformly over outputs) or accuracy (``kind="accuracy"``, the net's outputs being
+    logits), on the validation split, weighted by the validation rows' sample weights when
+    the fit has them. It is collected from the outputs the validation pass computes
+    anyway (no extra forward pass).
+
+    Parameters
+    ----------
+    kind : {"r2", "accuracy"}
+    """
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._parts = []
+
+    def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
+        if training or y_pred is None:
+            return
+        Xb, yb = batch
+        weights = Xb.get(SAMPLE_WEIGHT) if isinstance(Xb, Mapping) else None
+        self._parts.append((y_pred.detach(), yb, weights))
+
+    def on_epoch_end(self, net, **kwargs):
+        parts, self._parts = getattr(self, "_parts", []), []
+        if not parts:
+            return
+        y_pred = torch.cat([p for p, _, _ in parts]).cpu().double().numpy()
+        y_true = torch.cat([torch.as_tensor(y) for _, y, _ in parts]).cpu().numpy()
+        weights = None
+        if parts[0][2] is not None:
+            weights = torch.cat([torch.as_tensor(w) for _, _, w in parts]).cpu().numpy()
+            if not weights.sum(dtype=np.float64) > 0:
+                raise ValueError(
+                    "The sample weights of the validation set are all zero, so no "
+                    "validation score exists; use another random_state or a larger "
+                    "validation_fraction, or give more rows a positive weight."
+                )
+        if not np.isfinite(y_pred).all():
+            score = float("nan")  # as scikit-learn's MLP scores non-finite predictions
+        elif self.kind == "accuracy":
+            score = accuracy_score(y_true, y_pred.argmax(1), sample_weight=weights)
+        else:
+            score = r2_score(y_true, y_pred, sample_weight=weights)
+        net.history.record("valid_score", float(score))
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_parts", None)
         return state

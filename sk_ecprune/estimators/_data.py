@@ -14,6 +14,11 @@ This module plugs into skorch's public extension points instead of bypassing sko
   with one slice, or one ``index_select`` when shuffled or inside a validation
   :class:`torch.utils.data.Subset`.
 
+``X`` may also be a dict of such arrays, skorch's way of giving a batch more than one input:
+a fit with sample weights gives the net ``{"X": X, "sample_weight": w}``
+(:func:`net_inputs`), whose batches are dicts of row slices, and the nets weight the loss
+with them (:mod:`._net`).
+
 The training step itself is in :mod:`._net` (public skorch API) and
 :mod:`._skorch_internals` (what relies on skorch's and torch's internals). Measured in
 ``benchmarks/bench_training.py`` (numbers in ``benchmarks/README.md``).
@@ -28,12 +33,28 @@ goes through a plain ``DataLoader``, as skorch would do.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from skorch.dataset import Dataset as SkorchDataset
+from sklearn.utils.validation import check_array
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, Subset
 
-__all__ = ["TensorBatchIterator", "TensorDataset", "check_finite_float32", "to_tensor"]
+__all__ = [
+    "SAMPLE_WEIGHT",
+    "TensorBatchIterator",
+    "TensorDataset",
+    "check_finite_float32",
+    "check_sample_weight",
+    "net_inputs",
+    "to_tensor",
+]
+
+#: Key of the sample weights in the dict ``X`` a weighted fit gives the net; ``"X"`` holds
+#: the inputs.
+SAMPLE_WEIGHT = "sample_weight"
 
 #: Most bytes gathered at once for shuffled batches: the iterator gathers the rows of many
 #: batches with one ``index_select`` and slices the batches from that block, which costs
@@ -44,9 +65,20 @@ _GATHER_BYTES = 1 << 24
 def _as_device_tensor(data, device):
     """``data`` as a tensor on ``device``, without a copy where none is needed.
 
-    Returns None for data that are neither tensors nor numeric numpy arrays (dicts, pandas,
-    sparse matrices, ...): those keep skorch's per-sample path.
+    A dict of such data becomes a dict of tensors. Returns None for data that are neither
+    tensors nor numeric numpy arrays (pandas, sparse matrices, ...), or a dict holding any:
+    those keep skorch's per-sample path.
     """
+    if isinstance(data, Mapping):
+        tensors = {key: _as_device_tensor(value, device) for key, value in data.items()}
+        if not tensors or any(t is None for t in tensors.values()):
+            return None
+        if len({len(t) for t in tensors.values()}) != 1:
+            raise ValueError(
+                "The arrays of X have inconsistent lengths: "
+                + ", ".join(f"{key}: {len(t)}" for key, t in tensors.items())
+            )
+        return tensors
     if isinstance(data, torch.Tensor):
         tensor = data.detach()
     elif isinstance(data, np.ndarray) and data.dtype.kind in "biuf":
@@ -91,16 +123,45 @@ class TensorDataset(SkorchDataset):
         y_t = None if y is None else _as_device_tensor(y, device)
         self.is_tensor = X_t is not None and (y is None or y_t is not None)
         if self.is_tensor:
-            if y_t is not None and len(y_t) != len(X_t):
+            if y_t is not None and len(y_t) != _n_rows(X_t):
                 raise ValueError(
-                    f"X and y have inconsistent lengths: {len(X_t)} and {len(y_t)}."
+                    f"X and y have inconsistent lengths: {_n_rows(X_t)} and {len(y_t)}."
                 )
             X, y = X_t, y_t
         super().__init__(X, y, length=length)
 
 
-def _row_bytes(tensor):
-    return max(1, tensor[:1].numel() * tensor.element_size())
+def _n_rows(data):
+    """Rows of a tensor, or of the tensors of a dict."""
+    if isinstance(data, Mapping):
+        return len(next(iter(data.values())))
+    return len(data)
+
+
+def _rows(data, start, stop):
+    """Rows ``start:stop`` of a tensor (a view), or of each tensor of a dict."""
+    if isinstance(data, Mapping):
+        return {key: value[start:stop] for key, value in data.items()}
+    return data[start:stop]
+
+
+def _gather(data, index):
+    """Rows ``index`` of a tensor, or of each tensor of a dict (one ``index_select`` each)."""
+    if isinstance(data, Mapping):
+        return {key: value.index_select(0, index) for key, value in data.items()}
+    return data.index_select(0, index)
+
+
+def _device(data):
+    if isinstance(data, Mapping):
+        return next(iter(data.values())).device
+    return data.device
+
+
+def _row_bytes(data):
+    if isinstance(data, Mapping):
+        return sum(_row_bytes(value) for value in data.values())
+    return max(1, data[:1].numel() * data.element_size())
 
 
 def _tensor_source(dataset):
@@ -116,11 +177,11 @@ def _tensor_source(dataset):
         dataset = dataset.dataset
     if not (isinstance(dataset, TensorDataset) and dataset.is_tensor):
         return None
-    if len(dataset) != len(dataset.X):  # an explicit ``length`` that disagrees
+    if len(dataset) != _n_rows(dataset.X):  # an explicit ``length`` that disagrees
         return None
     X, y = dataset.X, dataset.y
     if indices is not None:
-        indices = torch.as_tensor(np.asarray(indices), dtype=torch.int64).to(X.device)
+        indices = torch.as_tensor(np.asarray(indices), dtype=torch.int64).to(_device(X))
     return X, y, indices
 
 
@@ -192,7 +253,7 @@ class TensorBatchIterator:
 
     def _n_samples(self):
         X, _, indices = self._source
-        return len(X) if indices is None else len(indices)
+        return _n_rows(X) if indices is None else len(indices)
 
     def __len__(self):
         if self._loader is not None:
@@ -221,7 +282,7 @@ class TensorBatchIterator:
                 seed = int(torch.empty((), dtype=torch.int64).random_().item())
                 generator = torch.Generator()
                 generator.manual_seed(seed)
-            perm = torch.randperm(n, generator=generator).to(X.device)
+            perm = torch.randperm(n, generator=generator).to(_device(X))
             if self.generator is not None:
                 # RandomSampler, read to its end, draws a second (empty) permutation for
                 # the remainder: with a shared generator that draw moves the next epoch's
@@ -232,18 +293,18 @@ class TensorBatchIterator:
         if order is None:
             for start in range(0, stop_at, bs):
                 stop = min(start + bs, stop_at)
-                yield X[start:stop], None if y is None else y[start:stop]
+                yield _rows(X, start, stop), None if y is None else y[start:stop]
             return
         # Gather whole blocks of batches, then slice: the same batches, fewer operations.
         row_bytes = _row_bytes(X) + (0 if y is None else _row_bytes(y))
         block = max(1, _GATHER_BYTES // (row_bytes * bs)) * bs
         for first in range(0, stop_at, block):
             index = order[first : min(first + block, stop_at)]
-            X_block = X.index_select(0, index)
+            X_block = _gather(X, index)
             y_block = None if y is None else y.index_select(0, index)
             for start in range(0, len(index), bs):
                 stop = start + bs
-                yield X_block[start:stop], None if y is None else y_block[start:stop]
+                yield _rows(X_block, start, stop), None if y is None else y_block[start:stop]
 
 
 def check_finite_float32(array, name):
@@ -264,3 +325,49 @@ def to_tensor(array):
     if not array.flags.writeable:
         array = array.copy()
     return torch.from_numpy(array)
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """``sample_weight`` checked as scikit-learn checks it, as float32; None stays None.
+
+    A number gives every row that weight. Anything else must be array-like of shape
+    ``(n_samples,)`` holding finite, non-negative numbers, not all zero (in float32, the
+    precision the network trains in). The caller's array is never modified.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong: the shape, NaN or infinity, a negative weight, values too
+        large for float32, or weights that are all zero.
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, sample_weight, dtype=np.float64)
+    weights = check_array(
+        sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
+    )
+    if weights.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight.shape == {weights.shape}, expected ({n_samples},): one weight "
+            "per row of X."
+        )
+    if (weights < 0).any():
+        raise ValueError("Negative values in data passed to sample_weight.")
+    with np.errstate(over="ignore"):
+        weights = weights.astype(np.float32)
+    check_finite_float32(weights, "sample_weight")
+    if not weights.sum(dtype=np.float64) > 0:
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return weights
+
+
+def net_inputs(X, sample_weight):
+    """What the net is fitted on: ``X`` itself, or ``{"X": X, "sample_weight": w}``.
+
+    Without weights the net sees exactly the tensor it always saw (unweighted fits take
+    the unweighted code path, bit for bit).
+    """
+    if sample_weight is None:
+        return X
+    return {"X": X, SAMPLE_WEIGHT: sample_weight}

@@ -91,9 +91,37 @@ default="prelu"
     weight_decay : float >= 0, default=0.0
         L2 penalty passed to the optimizer (decoupled for ``"adamw"``).
 
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows and end each stage early when the
+        validation loss stalls: the dense training, and each fine-tuning segment of the
+        schedule (with ``gradual``, one after each pruning step) stops once the
+        validation loss has not decreased by at least ``tol`` for ``n_iter_no_change``
+        epochs, and its network goes back to the weights of its best epoch (the last
+        one that improved by ``tol``; a fine-tuning segment keeps its removed weights
+        at zero). ``max_epochs`` and ``finetune_epochs`` become upper bounds. The
+        validation score of each epoch (R² or accuracy, as scikit-learn's MLP computes
+        it) is recorded in ``validation_scores_``. Unlike scikit-learn's MLP, which
+        watches that score, the stop watches the validation loss (the criterion
+        training minimises), and stops after ``n_iter_no_change`` epochs without
+        improvement where scikit-learn needs one more. Uses skorch's ``EarlyStopping``
+        callback (``load_best=True``). Without it every stage runs all its epochs
+        (scikit-learn's MLP also stops on a stalled training loss; this package
+        does not).
+
     validation_fraction : float in (0, 1) or None, default=None
-        Fraction of the training data held out to report a validation loss each epoch.
-        None trains on all of X.
+        Fraction of the rows held out (stratified for the classifier) to report a
+        validation loss each epoch, in both stages; with ``early_stopping`` also the
+        rows it watches. None holds out nothing, except with ``early_stopping``, where
+        None means 0.1 (scikit-learn's default): a float is honoured as given either way.
+        With early stopping the validation set must have at least 2 rows.
+
+    n_iter_no_change : int >= 1, default=10
+        With ``early_stopping``, epochs without an improvement by at least ``tol``
+        after which a stage stops (skorch's ``patience``). Ignored without it.
+
+    tol : float >= 0, default=1e-4
+        With ``early_stopping``, the least decrease of the validation loss that counts
+        as an improvement (absolute, in the loss's units). Ignored without it.
 
     device : str or torch.device, default="cpu"
         Where training and pruning run, e.g. ``"cuda"``. A fitted model unpickles on a
@@ -120,6 +148,8 @@ default="prelu"
         and load it afterwards; any other parameter, the data, the seed, the versions
         of Python, torch, skorch, scikit-learn or numpy, or sk_ecprune's source start
         a new entry.
+        The sample weights given to ``fit`` are part of the key too, and
+        ``n_iter_no_change`` and ``tol`` only with ``early_stopping``.
         A cached fit equals the uncached one to rounding and a cache hit is bit for bit
         its miss: the entry also holds the state of the batch-order generator. Used
         only with an int (or RandomState) ``random_state``; with None every fit differs
@@ -159,7 +189,50 @@ _ATTRIBUTES_DOC = """
 
     history_dense_, history_finetune_ : skorch.history.History
         skorch's per-epoch history of the dense training and of the fine-tuning, all
-        steps together (the latter is empty when ``finetune_epochs == 0``).
+        steps together (the latter is empty when ``finetune_epochs == 0``). With early
+        stopping their epochs also hold ``"valid_score"``.
+
+    coefs_ : list of ndarray of shape (n_in_i, n_out_i)
+        Weights of each linear layer in scikit-learn's layout (``coefs_[i]`` maps layer
+        i to layer i + 1: the transpose of ``nn.Linear.weight``), float32, read from
+        the final ``net_.module_``'s ``nn.Linear`` layers in order; removed weights are
+        zeros. Each access returns copies: changing them does not change the network.
+
+    intercepts_ : list of ndarray of shape (n_out_i,)
+        Biases of each linear layer, likewise.
+
+    n_layers_ : int
+        Number of layers, the input and output layers included (``len(coefs_) + 1``).
+
+    n_iter_ : int
+        Epochs run in all: the dense training and every fine-tuning segment.
+
+    loss_ : float
+        Training loss of the last epoch (the epoch mean of the mini-batch losses).
+
+    loss_curve_ : list of float
+        Training loss of every epoch, the dense training then the fine-tuning, in order.
+
+    loss_curve_stages_ : list of str
+        The stage of each epoch of ``loss_curve_`` (and of ``validation_scores_``):
+        ``"dense"``, ``"fine-tuning"`` or, with a gradual schedule of k > 1 steps,
+        ``"fine-tuning after pruning step t of k"``.
+
+    best_loss_ : float or None
+        Lowest training loss of ``loss_curve_`` (both stages); None with
+        ``early_stopping``, as in scikit-learn.
+
+    validation_scores_ : list of float or None
+        With ``early_stopping``, scikit-learn's validation score of every epoch, both
+        stages in order (R² for the regressor, accuracy for the classifier, weighted by
+        the validation rows' sample weights): the score, not the loss; None without
+        early stopping, as in scikit-learn (the histories hold ``"valid_loss"`` whenever
+        ``validation_fraction`` is set).
+
+    best_validation_score_ : float or None
+        The highest of ``validation_scores_``; None without early stopping. The fitted
+        network is the best epoch (by validation loss) of the last stage, whose score
+        may be lower than this.
 
     n_features_in_ : int
         Number of features seen during ``fit``.

@@ -11,7 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from ._base import _BasePrunedMLP
-from ._data import check_finite_float32, to_tensor
+from ._data import check_finite_float32, check_sample_weight, to_tensor
 from ._docs import _ATTRIBUTES_DOC, _PARAMS_DOC
 
 __all__ = ["PrunedMLPClassifier", "PrunedMLPRegressor"]
@@ -36,7 +36,10 @@ class PrunedMLPRegressor(RegressorMixin, _BasePrunedMLP):
     Attributes
     ----------
     n_outputs_ : int
-        Number of targets."""
+        Number of targets.
+
+    out_activation_ : str
+        ``"identity"``: the outputs are the last layer's values."""
         + _ATTRIBUTES_DOC
         + """
     See Also
@@ -65,17 +68,18 @@ class PrunedMLPRegressor(RegressorMixin, _BasePrunedMLP):
         # is the identity: every choice of output_metric is the Euclidean one.
         return "euclidean"
 
-    def _validate_fit_data(self, X, y):
+    def _validate_fit_data(self, X, y, sample_weight=None):
         X, y = validate_data(
             self, X, y, dtype=np.float32, multi_output=True, y_numeric=True
         )
         with np.errstate(over="ignore"):
             y = np.asarray(y, dtype=np.float32)
         check_finite_float32(y, "y")
+        weights = check_sample_weight(sample_weight, len(X))
         self._y_ndim_ = y.ndim
         y2d = y.reshape(len(y), -1)
         self.n_outputs_ = y2d.shape[1]
-        return X, to_tensor(y2d)
+        return X, to_tensor(y2d), weights
 
     @property
     def _n_net_outputs(self):
@@ -116,7 +120,17 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels seen in fit."""
+        Class labels seen in fit.
+
+    n_outputs_ : int
+        Number of output units: one logit per class, ``len(classes_)``, which is 2 for a
+        binary problem (scikit-learn's MLPClassifier has 1 there).
+
+    out_activation_ : str
+        ``"softmax"``, binary problems included: the network has one logit per class and
+        ``predict_proba`` is their softmax (scikit-learn's MLPClassifier says
+        ``"logistic"`` for its single binary unit; the probabilities are the same
+        model)."""
         + _ATTRIBUTES_DOC
         + """
     See Also
@@ -138,6 +152,8 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
     _is_classifier_net = True
     _criterion = torch.nn.CrossEntropyLoss
     _stratify = True
+    _out_activation = "softmax"
+    _validation_score = "accuracy"
 
     def _engine_output_metric(self):
         return "euclidean" if self.output_metric == "euclidean" else "fisher"
@@ -146,7 +162,7 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
     def _n_net_outputs(self):
         return len(self.classes_)
 
-    def _validate_fit_data(self, X, y):
+    def _validate_fit_data(self, X, y, sample_weight=None):
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
@@ -155,8 +171,17 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
                 f"{type(self).__name__} needs samples of at least 2 classes in y; got only "
                 f"one class: {encoder.classes_.tolist()[0]!r}."
             )
+        weights = check_sample_weight(sample_weight, len(X))
+        if weights is not None:
+            weighted = np.unique(np.asarray(y)[weights > 0])
+            if len(weighted) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes with a "
+                    f"positive sample_weight; only class {weighted.tolist()[0]!r} has one."
+                )
         self.classes_ = encoder.classes_
-        return X, torch.from_numpy(encoder.transform(y).astype(np.int64))
+        self.n_outputs_ = len(self.classes_)
+        return X, torch.from_numpy(encoder.transform(y).astype(np.int64)), weights
 
     def predict_proba(self, X):
         """Class probabilities (softmax of the logits) for X.
@@ -175,6 +200,26 @@ class PrunedMLPClassifier(ClassifierMixin, _BasePrunedMLP):
         logits -= logits.max(axis=1, keepdims=True)
         proba = np.exp(logits)
         return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities (log-softmax of the logits) for X.
+
+        Computed from the logits directly, so it stays finite where ``predict_proba``
+        rounds a probability to 0.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities (float64) in the order of ``classes_``.
+        """
+        logits = self._forward(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
     def predict(self, X):
         """Predict class labels for X.

@@ -11,6 +11,12 @@
   they raise :class:`TrainingStopped`, its subclass, which is still swallowed;
 - the optimizer is checked to be a :class:`torch.optim.Optimizer` when it is built, so that
   a wrong callable fails with a message that names the parameter;
+- sample weights, skorch's way: a weighted fit passes ``X`` as the dict
+  ``{"X": X, "sample_weight": w}`` (:func:`~._data.net_inputs`); ``infer`` gives the module
+  ``X`` alone, and ``get_loss`` returns the batch's weighted mean of the rows' losses,
+  ``sum(w * loss) / sum(w)``, which is how scikit-learn's MLP normalises the weights of
+  each mini-batch (a batch whose weights are all zero has loss 0). Unweighted input
+  takes skorch's own ``get_loss``;
 - ``train_step`` takes one plain step (zero the gradients, forward, backward,
   ``on_grad_computed``, step) for optimizers that evaluate the loss once per step, without
   the closure and step accumulator that only multi-evaluation optimizers (LBFGS) need; and
@@ -20,12 +26,15 @@
 shortcuts that rely on skorch's and torch's internals.
 """
 
+import copy
+from collections.abc import Mapping
+
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.utils import TeeGenerator, is_dataset
+from skorch.utils import TeeGenerator, is_dataset, to_tensor
 
 from . import _skorch_internals
-from ._data import TensorDataset
+from ._data import SAMPLE_WEIGHT, TensorDataset
 
 __all__ = [
     "PrunedNetClassifier",
@@ -75,6 +84,41 @@ class PrunedNetMixin:
             )
         return self
 
+    def infer(self, x, **fit_params):
+        """skorch's ``infer``; of a weighted batch ``{"X", "sample_weight"}``, ``X`` alone."""
+        if isinstance(x, Mapping) and SAMPLE_WEIGHT in x:
+            x = x["X"]
+        return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """skorch's ``get_loss``; for a weighted batch, the weighted mean of the rows' losses.
+
+        With ``w`` the batch's weights: ``sum(w * row_losses) / sum(w)`` (0 if ``sum(w)``
+        is 0), as scikit-learn's MLP weights a mini-batch.
+        """
+        weights = X.get(SAMPLE_WEIGHT) if isinstance(X, Mapping) else None
+        if weights is None:
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        rows = self.row_losses(y_pred, y_true)
+        weights = to_tensor(weights, device=rows.device).to(rows.dtype)
+        total = weights.sum()
+        return (rows * weights).sum() / torch.where(total > 0, total, torch.ones_like(total))
+
+    def row_losses(self, y_pred, y_true):
+        """The criterion of each row (averaged over its outputs), shape ``(n,)``.
+
+        Computed by a copy of ``criterion_`` with ``reduction="none"``; its mean over the
+        rows is the batch loss of an unweighted batch (up to rounding).
+        """
+        cached = getattr(self, "_row_criterion", None)
+        if cached is None or cached[0] is not self.criterion_:
+            unreduced = copy.copy(self.criterion_)
+            unreduced.reduction = "none"
+            # a tuple, not a module: skorch would register a module attribute
+            self._row_criterion = cached = (self.criterion_, unreduced)
+        losses = cached[1](y_pred, to_tensor(y_true, device=self.device))
+        return losses.reshape(len(y_pred), -1).mean(1)
+
     def get_dataset(self, X, y=None):
         """skorch's ``get_dataset``; a :class:`TensorDataset` is put on the net's device.
 
@@ -120,6 +164,7 @@ class PrunedNetMixin:
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_interrupt", None)
+        state.pop("_row_criterion", None)
         return state
 
 

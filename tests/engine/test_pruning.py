@@ -340,7 +340,7 @@ def test_max_samples_scores_a_seeded_subset_of_rows():
     from sk_ecprune.estimators._mlp_module import MLP
 
     X = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
-    Xs, _ = _subsample(X, None, 64, random_state=7)
+    Xs, _, _ = _subsample(X, None, None, 64, random_state=7)
     torch.manual_seed(0)
     base = MLP(5, 2, (6,), "tanh")
     modules = [MLP(5, 2, (6,), "tanh") for _ in range(3)]
@@ -356,6 +356,25 @@ def test_max_samples_scores_a_seeded_subset_of_rows():
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(c, d)
     assert len(Xs) == 64 and len(torch.unique(Xs, dim=0)) == 64
-    assert torch.equal(_subsample(X, None, 64, random_state=7)[0], Xs)
+    assert torch.equal(_subsample(X, None, None, 64, random_state=7)[0], Xs)
     with pytest.raises(ValueError, match="max_samples"):
         prune_model(MLP(5, 2, (6,), "tanh"), X, ratio=0.5, max_samples=0)
+
+
+def test_prune_model_weights_the_scores_and_subsamples_the_weights_with_the_rows():
+    from sk_ecprune.engine.pruning import _subsample
+
+    X = torch.randn(300, 6, generator=torch.Generator().manual_seed(1))
+    weights = torch.rand(300, generator=torch.Generator().manual_seed(2))
+    Xs, _, ws = _subsample(X, None, weights, 64, random_state=7)
+    rows = [int(torch.nonzero((X == row).all(1))) for row in Xs]
+    assert torch.equal(ws, weights[rows])  # each kept row keeps its own weight
+    modules = {name: _model(seed=3) for name in ("subsampled", "explicit", "unweighted")}
+    prune_model(modules["subsampled"], X, ratio=0.6, sample_weight=weights, max_samples=64,
+                random_state=7)
+    prune_model(modules["explicit"], Xs, ratio=0.6, sample_weight=ws)
+    prune_model(modules["unweighted"], X, ratio=0.6, max_samples=64, random_state=7)
+    for a, b in zip(_weights(modules["subsampled"]), _weights(modules["explicit"])):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.equal(a == 0, b == 0)
+               for a, b in zip(_weights(modules["subsampled"]), _weights(modules["unweighted"])))

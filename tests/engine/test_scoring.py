@@ -274,3 +274,102 @@ def test_a_layer_applied_twice_is_refused():
 
     with pytest.raises(ValueError, match="applied more than once"):
         score_weights(Twice(), np.zeros((2, 3), dtype=np.float32))
+
+
+# ---------------------------------------------------------------------------- sample weights
+def _weighted_and_repeated(seed=21, n=30):
+    """Rows, integer weights (zeros included), and the rows repeated by their weights."""
+    generator = torch.Generator().manual_seed(seed)
+    X = 0.5 + torch.randn(n, 4, dtype=torch.float64, generator=generator)
+    y = torch.randn(n, 3, dtype=torch.float64, generator=generator)
+    weights = torch.randint(0, 4, (n,), generator=generator)
+    weights[:2] = torch.tensor([0, 3])  # a dropped row and a tripled one, whatever the draw
+    rows = torch.repeat_interleave(torch.arange(n), weights)
+    return X, y, weights, X[rows], y[rows]
+
+
+@pytest.mark.parametrize("method, metric", [("ec", "euclidean"), ("ec", "fisher"),
+                                            ("obd", "euclidean"), ("nonlinear", "fisher"),
+                                            ("gradient_magnitude", "euclidean")])
+def test_integer_weights_score_as_repeated_rows(method, metric):
+    module = random_mlp([4, 7, 5, 3], nn.Tanh, seed=22)
+    X, y, weights, X_rep, y_rep = _weighted_and_repeated()
+    options = dict(method=method, output_metric=metric, loss=nn.MSELoss(), batch_size=8)
+    weighted = score_weights(module, X, y, sample_weight=weights, **options)
+    repeated = score_weights(module, X_rep, y_rep, **options)
+    unweighted = score_weights(module, X, y, **options)
+    pairs = list(zip(weighted.scores, repeated.scores))
+    if weighted.compensates:
+        pairs += list(zip(weighted.bias_shifts, repeated.bias_shifts))
+    for ours, ref in pairs:
+        _close(ours, ref, 1e-10)
+    assert not torch.allclose(weighted.scores[0], unweighted.scores[0], rtol=1e-3)
+
+
+def test_zero_weights_drop_rows_and_uniform_weights_change_nothing():
+    module = random_mlp([4, 6, 3], nn.PReLU, seed=23)
+    X, _, weights, _, _ = _weighted_and_repeated()
+    kept = weights > 0
+    dropped = score_weights(module, X, sample_weight=kept.double())
+    only_kept = score_weights(module, X[kept])
+    uniform = score_weights(module, X, sample_weight=torch.full((len(X),), 2.5))
+    plain = score_weights(module, X)
+    for a, b in zip(dropped.scores + dropped.bias_shifts, only_kept.scores + only_kept.bias_shifts):
+        _close(a, b, 1e-12)
+    for a, b in zip(uniform.scores + uniform.bias_shifts, plain.scores + plain.bias_shifts):
+        _close(a, b, 1e-12)
+
+
+def test_magnitude_and_random_ignore_the_weights():
+    module = random_mlp([4, 5, 2], nn.Tanh, seed=24)
+    X = torch.randn(12, 4, dtype=torch.float64)
+    weights = torch.arange(12.0)
+    for method in ("magnitude", "random"):
+        a = score_weights(module, X, method=method, random_state=0, sample_weight=weights)
+        b = score_weights(module, X, method=method, random_state=0)
+        assert all(torch.equal(u, v) for u, v in zip(a.scores, b.scores)), method
+
+
+def test_scoring_data_yields_weights_with_each_batch():
+    from sk_ecprune.engine.recording import ScoringData
+
+    X = torch.randn(10, 3)
+    plain = ScoringData.from_arrays(X, None, 4, "cpu", torch.float64)
+    assert [wb for _, _, wb in plain] == [None, None, None] and plain.total_weight == 10
+    weights = np.arange(10, dtype=np.int64)  # any real array-like
+    data = ScoringData.from_arrays(X, None, 4, "cpu", torch.float64, sample_weight=weights)
+    batches = list(data)
+    assert [len(wb) for _, _, wb in batches] == [4, 4, 2]
+    assert all(wb.dtype == torch.float64 for _, _, wb in batches)
+    assert torch.equal(torch.cat([wb for _, _, wb in batches]), torch.arange(10.0, dtype=torch.float64))
+    assert data.total_weight == 45
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (np.ones(5), r"shape \(6,\), one weight per row"),
+        (np.ones((6, 1)), r"shape \(6,\)"),
+        (np.array([1, 1, -1, 1, 1, 1.0]), "non-negative"),
+        (np.array([1, 1, np.nan, 1, 1, 1.0]), "NaN or infinite"),
+        (np.array([1, 1, np.inf, 1, 1, 1.0]), "NaN or infinite"),
+        (np.zeros(6), "sums to zero"),
+    ],
+)
+def test_bad_weights_are_named(weights, message):
+    module = random_mlp([4, 3, 2], nn.Tanh, seed=25)
+    with pytest.raises(ValueError, match=message):
+        score_weights(module, np.zeros((6, 4)), sample_weight=weights)
+
+
+def test_gradient_magnitude_weights_need_a_loss_module():
+    module = random_mlp([4, 3, 2], nn.Tanh, seed=26)
+    X, y = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+
+    def mse(output, target):
+        return (output - target).square().mean()
+
+    score_weights(module, X, y, method="gradient_magnitude", loss=mse)  # fine unweighted
+    with pytest.raises(ValueError, match="with sample weights needs a torch loss module"):
+        score_weights(module, X, y, method="gradient_magnitude", loss=mse,
+                      sample_weight=torch.ones(6))

@@ -181,12 +181,51 @@ def test_dense_settings_and_data_make_new_entries(change, reg_data, tmp_path):
     _assert_equivalent_fit(plain, changed, X)
 
 
+def test_sample_weights_are_part_of_the_key(reg_data, tmp_path):
+    X, y = reg_data
+    weights = np.random.RandomState(0).uniform(0.5, 2, len(X))
+    other = weights.copy()
+    other[0] += 1e-3
+    params = dict(FAST, validation_fraction=0.25, memory=str(tmp_path))
+    miss = PrunedMLPRegressor(**params).fit(X, y, sample_weight=weights)
+    assert len(_entries(tmp_path)) == 1
+    hit = PrunedMLPRegressor(**params, prune_ratio=0.8).fit(X, y, sample_weight=weights)
+    assert len(_entries(tmp_path)) == 1  # the same weights: one entry
+    assert hit.history_dense_[:, "dur"] == miss.history_dense_[:, "dur"]
+    for changed in (other, None, np.ones(len(X))):
+        PrunedMLPRegressor(**params).fit(X, y, sample_weight=changed)
+    assert len(_entries(tmp_path)) == 4  # other weights, none and ones: new entries
+    plain = PrunedMLPRegressor(**{**params, "memory": None}).fit(X, y, sample_weight=weights)
+    _assert_equivalent_fit(plain, miss, X)
+
+
+def test_early_stopping_settings_are_in_the_key_only_when_they_act(reg_data, tmp_path):
+    X, y = reg_data
+    base = PrunedMLPRegressor(**FAST, memory=str(tmp_path))
+    for change in (dict(tol=1e-2), dict(n_iter_no_change=3)):  # without early stopping
+        clone(base).set_params(**change).fit(X, y)
+    assert len(_entries(tmp_path)) == 1
+    stopping = clone(base).set_params(early_stopping=True)
+    stopping.fit(X, y)
+    clone(stopping).set_params(validation_fraction=0.1).fit(X, y)  # what None means
+    assert len(_entries(tmp_path)) == 2
+    clone(stopping).set_params(tol=1e-2).fit(X, y)
+    cached = clone(stopping).set_params(n_iter_no_change=1).fit(X, y)
+    assert len(_entries(tmp_path)) == 4
+    plain = clone(cached).set_params(memory=None).fit(X, y)
+    _assert_equivalent_fit(plain, cached, X)
+    assert plain.history_dense_[:, "valid_score"] == pytest.approx(
+        cached.history_dense_[:, "valid_score"], rel=1e-5)
+
+
 def test_every_parameter_is_classified():
     # A new constructor parameter must be placed on one side: in the key (it can change
     # the dense network), or in PRUNING_STAGE_PARAMETERS (it acts only afterwards).
     dense = {
         "hidden_layer_sizes", "activation", "max_epochs", "lr", "batch_size", "optimizer",
         "weight_decay", "validation_fraction", "device", "random_state",
+        # early stopping acts in the dense training too
+        "early_stopping", "n_iter_no_change", "tol",
     }
     for Est in ESTIMATORS:
         params = set(Est().get_params())

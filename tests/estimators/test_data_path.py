@@ -108,8 +108,10 @@ def test_iterator_without_targets_yields_none():
 
 def test_iterator_falls_back_to_a_dataloader():
     X = torch.randn(10, 2)
-    # data the tensor path does not hold (a dict), or a DataLoader option it lacks
-    dict_data = TensorDataset({"X": X.numpy()}, np.zeros(10, dtype=np.float32))
+    # data the tensor path does not hold (a dict with strings), or a DataLoader option
+    # it lacks
+    names = np.array(list("abcdefghij"))
+    dict_data = TensorDataset({"X": X.numpy(), "names": names}, np.zeros(10, dtype=np.float32))
     assert not dict_data.is_tensor
     for iterator in (
         TensorBatchIterator(dict_data, batch_size=4),
@@ -118,6 +120,34 @@ def test_iterator_falls_back_to_a_dataloader():
     ):
         assert iterator.uses_dataloader
         assert len(iterator) == 3 and len(list(iterator)) == 3
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("subset", [False, True])
+def test_a_dict_of_arrays_is_sliced_as_the_dataloader_batches_it(shuffle, subset):
+    # what a fit with sample weights gives the net: {"X": X, "sample_weight": w}
+    X, w = torch.randn(41, 3), torch.rand(41)
+    y = torch.arange(41)
+    ours = TensorDataset({"X": X.numpy(), "sample_weight": w}, y)
+    assert ours.is_tensor and set(ours.X) == {"X", "sample_weight"}
+    reference = SkorchDataset({"X": X, "sample_weight": w}, y)
+    if subset:
+        rows = np.random.RandomState(0).permutation(41)[:17]
+        ours, reference = Subset(ours, rows), Subset(reference, rows)
+    batches = []
+    for dataset, iterator in ((ours, TensorBatchIterator), (reference, DataLoader)):
+        loader = iterator(dataset, batch_size=5, shuffle=shuffle,
+                          generator=torch.Generator().manual_seed(3))
+        assert iterator is DataLoader or not loader.uses_dataloader
+        batches.append(list(loader))
+    assert len(batches[0]) == len(batches[1]) == (4 if subset else 9)
+    for (Xa, ya), (Xb, yb) in zip(*batches):
+        assert set(Xa) == set(Xb) == {"X", "sample_weight"}
+        for key in Xa:
+            assert torch.equal(Xa[key], Xb[key]), key
+        assert torch.equal(ya, yb)
+    with pytest.raises(ValueError, match="inconsistent lengths: X: 41, sample_weight: 40"):
+        TensorDataset({"X": X, "sample_weight": w[:40]}, y)
 
 
 def test_dataset_shares_memory_with_float32_input():

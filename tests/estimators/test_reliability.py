@@ -118,6 +118,27 @@ def test_an_interrupt_reaches_the_caller_and_leaves_nothing_fitted(
     _assert_unfitted(est)
 
 
+@pytest.mark.parametrize("Est", ESTIMATORS)
+@pytest.mark.parametrize("fail_at", [3, DENSE_STEPS + 3], ids=["dense", "fine-tuning"])
+def test_an_interrupt_with_early_stopping_on_reaches_the_caller(
+    Est, fail_at, failing_adam, reg_data, clf_data
+):
+    # early stopping ends a stage with TrainingStopped, which the nets swallow; a real
+    # interrupt must still come through (57 training rows: still 2 steps per epoch)
+    X, y = _data(Est, reg_data, clf_data)
+    failing_adam.fail_at = fail_at
+    est = Est(**FAST, optimizer=failing_adam, early_stopping=True, random_state=0)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        est.fit(X, y)
+    assert type(caught.value) is KeyboardInterrupt
+    assert failing_adam.steps == fail_at
+    _assert_unfitted(est)
+    failing_adam.steps, failing_adam.fail_at = 0, None  # and a stop on purpose is no error
+    stopped = Est(**{**FAST, "max_epochs": 40}, optimizer=failing_adam, early_stopping=True,
+                  n_iter_no_change=1, tol=1e3, random_state=0).fit(X, y)
+    assert len(stopped.history_dense_) == 2  # epoch 1 sets the best, epoch 2 misses
+
+
 def test_a_real_sigint_is_not_swallowed(failing_adam, reg_data):
     failing_adam.fail_at, failing_adam.failure = DENSE_STEPS + 1, "sigint"
     est = PrunedMLPRegressor(**FAST, optimizer=failing_adam, random_state=0)

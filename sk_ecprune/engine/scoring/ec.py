@@ -7,7 +7,9 @@ With ``s_i(x)`` the output sensitivity of unit ``i`` and ``z_j`` the layer's inp
     OBD:  I_ij = W_ij^2 C_ij                       (no compensation)
 
 accumulated batch by batch, so memory does not depend on the number of samples
-(``docs/method.md`` derives them).
+(``docs/method.md`` derives them). With weighted data every expectation is the weighted
+mean: each row's ``s`` is multiplied by its weight and the sums are divided by the total
+weight.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ class _ECStatistics:
     """
 
     def __init__(self):
-        self.n = 0
+        self.total = 0.0  # rows seen, or their total weight
         self.shift = self.B = self.A = self.C = None
 
-    def update(self, s: torch.Tensor, z: torch.Tensor) -> None:
+    def update(self, s: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        """Add a batch: sensitivities ``s`` (n, units), inputs ``z`` (n, in), weights ``w``."""
         s, z = s.detach(), z.detach()
         if self.shift is None:
             self.shift = z.mean(0)
@@ -43,14 +46,18 @@ class _ECStatistics:
             self.A = torch.zeros(s.shape[1], z.shape[1], dtype=torch.float64, device=s.device)
             self.C = torch.zeros_like(self.A)
         centred = z - self.shift
-        self.n += z.shape[0]
+        if w is None:
+            self.total += z.shape[0]
+        else:
+            s = s * w.unsqueeze(1)
+            self.total += float(w.sum(dtype=torch.float64))
         self.B += s.sum(0, dtype=torch.float64)
         self.A += (s.T @ centred).double()
         self.C += (s.T @ centred.square()).double()
 
     def means(self):
         """``B``, ``A`` and ``C`` as expectations, ``A`` and ``C`` still about the shift."""
-        return self.B / self.n, self.A / self.n, self.C / self.n
+        return self.B / self.total, self.A / self.total, self.C / self.total
 
     def ec(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """EC scores ``W^2 (C - A^2/B)`` and shifts ``W A / B``; zero for dead units (B = 0)."""
@@ -80,12 +87,12 @@ def ec_statistics(
 
     Per batch: one forward pass that records each layer's input and pre-activation, the
     per-sample sensitivities (:func:`~sk_ecprune.engine.sensitivities.recorded_sensitivities`),
-    two matrix products per layer.
+    two matrix products per layer; weighted rows (``data.weights``) count by their weight.
     """
     stats = [_ECStatistics() for _ in layers]
-    for inputs, sensitivities in recorded_sensitivities(module, layers, data, output_metric):
+    for inputs, sensitivities, w in recorded_sensitivities(module, layers, data, output_metric):
         for stat, z, s in zip(stats, inputs, sensitivities):
-            stat.update(s, z)
+            stat.update(s, z, w)
     return stats
 
 

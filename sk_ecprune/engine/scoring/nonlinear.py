@@ -22,25 +22,30 @@ _CHUNK_ELEMENTS = 2**23
 
 
 def input_means(module: nn.Module, layers: list[nn.Linear], data: ScoringData) -> list[torch.Tensor]:
-    """Plain mean ``E[z_j]`` of each layer's input over ``data``, in float64."""
+    """Mean ``E[z_j]`` of each layer's input over ``data`` (weighted if it is), in float64."""
     sums = [torch.zeros(layer.in_features, dtype=torch.float64, device=data.device) for layer in layers]
     with LayerRecorder(layers) as recorder, torch.no_grad():
-        for Xb, _ in data:
+        for Xb, _, wb in data:
             recorder.clear()
             module(Xb)
             for total, z in zip(sums, recorder.inputs):
-                total += z.sum(0, dtype=torch.float64)
-    return [total / data.n_samples for total in sums]
+                total += z.sum(0, dtype=torch.float64) if wb is None else wb.double() @ z.double()
+    return [total / data.total_weight for total in sums]
 
 
-def _output_change(diff: torch.Tensor, reference: torch.Tensor, metric: str) -> torch.Tensor:
-    """Per-copy sum over samples of ``|diff|^2`` in ``metric``; ``diff`` is (P, N, K)."""
+def _output_change(diff, reference, metric, weights=None) -> torch.Tensor:
+    """Per-copy sum over samples of ``|diff|^2`` in ``metric`` (each sample times its weight,
+    if ``weights`` of shape (N,) are given); ``diff`` is (P, N, K)."""
     diff = diff.double()
     if metric == "euclidean":
-        return diff.square().sum((1, 2))
-    p = torch.softmax(reference.double(), dim=1).unsqueeze(0)  # (1, N, K)
-    mean = (p * diff).sum(2, keepdim=True)
-    return (p * (diff - mean).square()).sum((1, 2))
+        terms = diff.square()
+    else:
+        p = torch.softmax(reference.double(), dim=1).unsqueeze(0)  # (1, N, K)
+        mean = (p * diff).sum(2, keepdim=True)
+        terms = p * (diff - mean).square()
+    if weights is None:
+        return terms.sum((1, 2))
+    return terms.sum(2) @ weights.double()
 
 
 class _PerturbOneUnit:
@@ -80,7 +85,7 @@ def _perturbed_outputs(module, layer, Xb, hook, replicate) -> torch.Tensor:
 def _needs_replication(module, layer, data, rows, cols, values, means) -> bool:
     """Whether copying only the layer's output breaks the module (it mixes in tensors of the
     original batch size, e.g. through a residual connection), so the input must be copied."""
-    Xb, _ = next(iter(data))
+    Xb, _, _ = next(iter(data))
     Xb = Xb[:2]
     pair = slice(0, 2)
     hook = _PerturbOneUnit(rows[pair].repeat(2)[:2], cols[pair].repeat(2)[:2],
@@ -102,6 +107,8 @@ def nonlinear_output_change(
 ) -> torch.Tensor:
     """``E[|y - y_pruned|^2]`` for every weight of ``layers[index]`` removed on its own.
 
+    The expectation is weighted by ``data.weights`` when the data carry weights.
+
     Weights already zero score 0. Only the layer's output is copied where the module allows
     it; if the module combines that output with tensors of the original batch size (a
     residual connection, say), the whole input batch is replicated instead, which is slower
@@ -115,7 +122,7 @@ def nonlinear_output_change(
     if len(rows) == 0:
         return scores
     with torch.no_grad():
-        references = [module(Xb).reshape(Xb.shape[0], -1) for Xb, _ in data]
+        references = [module(Xb).reshape(Xb.shape[0], -1) for Xb, _, _ in data]
     replicate = _needs_replication(module, layer, data, rows, cols, values, means)
     # Copies of the tail's activations (or of everything, when replicating) bound the chunk.
     widths = [l.out_features for l in layers[index:]]
@@ -125,11 +132,11 @@ def nonlinear_output_change(
     for start in range(0, len(rows), chunk):
         part = slice(start, start + chunk)
         change = torch.zeros(len(rows[part]), dtype=torch.float64, device=weight.device)
-        for (Xb, _), reference in zip(data, references):
+        for (Xb, _, wb), reference in zip(data, references):
             hook = _PerturbOneUnit(rows[part], cols[part], values[part], means, Xb.shape[0])
             outputs = _perturbed_outputs(module, layer, Xb, hook, replicate)
-            change += _output_change(outputs - reference, reference, metric)
-        scores[rows[part], cols[part]] = change / data.n_samples
+            change += _output_change(outputs - reference, reference, metric, wb)
+        scores[rows[part], cols[part]] = change / data.total_weight
     return scores
 
 

@@ -4,7 +4,9 @@ Every scoring function has the signature::
 
     scorer(module, layers, data, *, loss, output_metric, generator) -> Importance
 
-(``data`` is a :class:`~sk_ecprune.engine.recording.ScoringData`; keyword arguments a method
+(``data`` is a :class:`~sk_ecprune.engine.recording.ScoringData`, whose iteration yields
+``(Xb, yb, wb)``: a method that takes expectations over the data weights each row by
+``wb`` when it is not None and divides by ``data.total_weight``; keyword arguments a method
 does not use land in ``**_``) and returns one score tensor per layer (shaped like the
 weight, higher = more important) and, for methods that compensate, the bias shift
 ``delta_b[i, j]`` that best absorbs the removal of ``W[i, j]``. Whether a method compensates
@@ -97,6 +99,7 @@ def score_weights(
     output_metric: str = "euclidean",
     random_state=None,
     check_finite: bool = True,
+    sample_weight=None,
 ) -> Importance:
     """Importance of every weight of every ``nn.Linear`` layer of ``module``.
 
@@ -124,6 +127,12 @@ def score_weights(
         Seed for ``"random"``.
     check_finite : bool, default=True
         Check ``X`` for NaN and infinity, batch by batch; False for data checked before.
+    sample_weight : array-like or torch.Tensor of shape (n_samples,), default=None
+        Non-negative weight of each row of ``X`` (finite, not all zero): the expectations
+        of ``"ec"``, ``"obd"``, ``"nonlinear"`` and the loss of ``"gradient_magnitude"``
+        become weighted means (an integer weight counts as that many copies of the row);
+        ``"magnitude"`` and ``"random"`` do not look at the data. None weighs all rows
+        equally. Never modified.
 
     Returns
     -------
@@ -134,7 +143,7 @@ def score_weights(
     """
     scorer = get_scorer(method)
     check_choice("output_metric", output_metric, METRICS)
-    with scoring_session(module, X, y, batch_size, check_finite) as (layers, data):
+    with scoring_session(module, X, y, batch_size, check_finite, sample_weight) as (layers, data):
         importance = scorer(
             module,
             layers,
