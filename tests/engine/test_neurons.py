@@ -177,3 +177,13 @@ def test_the_report_counts_weights_and_says_the_granularity():
     assert report.granularity == "neuron" and report.compensated
     assert "neurons" in str(report) and report.to_dict()["granularity"] == "neuron"
     assert report.layers[1].bias_shift is not None and report.layers[0].bias_shift is None
+
+
+def test_integer_weights_equal_repeated_rows_for_the_unit_statistics():
+    module = random_mlp([5, 7, 6, 3], nn.Tanh, seed=6)
+    X = _data(40)
+    counts = torch.randint(0, 4, (40,), generator=torch.Generator().manual_seed(1))
+    weighted = score_neurons(module, X, method="ec", sample_weight=counts.double())
+    repeated = score_neurons(module, X.repeat_interleave(counts, 0), method="ec")
+    for a, b in zip(weighted.scores + weighted.constants, repeated.scores + repeated.constants):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
