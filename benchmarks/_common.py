@@ -130,20 +130,29 @@ def make_estimator(task, **params):
     return make_pipeline(StandardScaler(), PrunedMLPRegressor(**base))
 
 
-def fit_and_score(task, data, params, threads=1):
+def fit_and_score(task, data, params, threads=1, keep_pipeline=False):
     """Fit ``make_estimator(task, **params)`` on the training split; return the fitted
-    estimator (its last step, the pruned MLP) and the measurements every benchmark keeps:
-    test loss (cross-entropy or MSE), accuracy or the MSE against the noise-free target,
-    training loss, fit time."""
+    estimator's last step, the pruned MLP (or, with ``keep_pipeline``, the whole estimator),
+    and the measurements every benchmark keeps (:func:`score_fitted`) with the fit time."""
     import torch
-    from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
 
     torch.set_num_threads(threads)
-    X_tr, X_te, y_tr, y_te, y_te_clean = data
     estimator = make_estimator(task, **params)
     start = time.perf_counter()
-    estimator.fit(X_tr, y_tr)
-    scores = dict(fit_time_s=time.perf_counter() - start, loss_clean=None, accuracy=None)
+    estimator.fit(data[0], data[2])
+    elapsed = time.perf_counter() - start
+    scores = dict(score_fitted(task, data, estimator), fit_time_s=elapsed)
+    final = estimator[-1] if hasattr(estimator, "steps") else estimator
+    return (estimator if keep_pipeline else final), scores
+
+
+def score_fitted(task, data, estimator):
+    """Test loss (cross-entropy or MSE), accuracy or the MSE against the noise-free target,
+    and training loss of a fitted estimator (or pipeline)."""
+    from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
+
+    X_tr, X_te, y_tr, y_te, y_te_clean = data
+    scores = dict(loss_clean=None, accuracy=None)
     final = estimator[-1] if hasattr(estimator, "steps") else estimator
     if task["kind"] == "classification":
         proba = estimator.predict_proba(X_te)
@@ -156,7 +165,7 @@ def fit_and_score(task, data, params, threads=1):
         scores["loss"] = mean_squared_error(y_te, pred)
         scores["loss_clean"] = mean_squared_error(y_te_clean, pred)
         scores["train_loss"] = mean_squared_error(y_tr, estimator.predict(X_tr))
-    return final, scores
+    return scores
 
 
 def architecture(data, task):
