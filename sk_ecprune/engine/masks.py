@@ -22,6 +22,7 @@ __all__ = [
     "kept_masks",
     "layer_sparsity",
     "make_permanent",
+    "set_parameters",
 ]
 
 
@@ -35,6 +36,19 @@ def effective_weight(layer: nn.Linear) -> torch.Tensor:
 def kept_mask(layer: nn.Linear) -> torch.Tensor:
     """Boolean mask of the weights still present (nonzero), whether masked or made permanent."""
     return effective_weight(layer) != 0
+
+
+def set_parameters(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    """Write new values of the weight (and bias) of ``layer``, masked or not.
+
+    A masked layer's values go into ``weight_orig``, so that the mask still applies; values
+    are cast to the parameters' dtype and device.
+    """
+    target = layer.weight_orig if prune.is_pruned(layer) else layer.weight
+    with torch.no_grad():
+        target.copy_(weight.to(target.dtype))
+        if bias is not None:
+            layer.bias.copy_(bias.to(layer.bias.dtype))
 
 
 def apply_mask(layer: nn.Linear, keep: torch.Tensor) -> None:

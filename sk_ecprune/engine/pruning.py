@@ -18,10 +18,10 @@ from ._checks import check_choice, check_fraction, check_positive_int
 from .compensation import add_bias_shift
 from .masks import apply_mask, effective_weight, kept_mask
 from .neurons import NEURON_SCORERS, hidden_layers, remove_units, score_neurons, select_units
-from .recording import linear_layers
+from .recording import linear_layers, scoring_session
 from .report import LayerReport, PruningReport
 from .schedules import step_ratios
-from .scoring import get_scorer, make_generator, score_weights
+from .scoring import PROCEDURES, get_scorer, make_generator, score_weights
 from .selection import SCOPES, check_reachable, select
 
 __all__ = ["prune_model"]
@@ -114,11 +114,12 @@ def prune_model(
         check_reachable([layer.weight.numel() for layer in layers], plan.ratio, plan.floor)
     before = [kept_mask(layer) for layer in layers]
     run = _run_neuron_steps if plan.granularity == "neuron" else _run_steps
-    shifts, compensated = run(module, layers, (X, y, sample_weight), plan, _sparsity(before))
+    shifts, changes, compensated = run(module, layers, (X, y, sample_weight), plan,
+                                       _sparsity(before))
     report = PruningReport(method, plan.ratio, scope, compensated, plan.steps,
                            granularity=plan.granularity)
-    report.layers = [_layer_report(name, layer, kept, shift)
-                     for (name, layer), kept, shift in zip(named, before, shifts)]
+    report.layers = [_layer_report(name, layer, kept, shift, change)
+                     for (name, layer), kept, shift, change in zip(named, before, shifts, changes)]
     report.time_s = time.perf_counter() - start_time
     return report
 
@@ -158,9 +159,38 @@ class _Plan:
         return 0.0 if self.scope == "layer" else self.layer_floor
 
 
+def _run_procedure_steps(module, layers, data, plan, start_sparsity):
+    """Every step of the schedule through the method's own procedure (:data:`PROCEDURES`);
+    returns the summed bias shift and weight change per layer, and True (compensated)."""
+    if plan.compensate is False:
+        raise ValueError(f"method={plan.method!r} compensates as it removes; "
+                         "compensate=False is not available for it.")
+    X, y, sample_weight = data
+    options = plan.score_options
+    shifts, changes = [None] * len(layers), [0.0] * len(layers)
+    check_finite = options["check_finite"]
+    for step_ratio in step_ratios(plan.ratio, plan.steps, min(start_sparsity, plan.ratio)):
+        with scoring_session(module, X, y, options["batch_size"], check_finite,
+                             sample_weight) as (_, scoring_data):
+            result = PROCEDURES[plan.method](
+                module, layers, scoring_data, ratio=step_ratio, scope=plan.scope,
+                layer_floor=plan.floor, output_metric=options["output_metric"],
+                generator=make_generator(options["random_state"]), loss=options["loss"])
+        check_finite = False  # X passed the first step's check
+        for index, change in enumerate(result):
+            if change.bias_shift is not None:
+                shift = change.bias_shift.detach().double()
+                shifts[index] = shift if shifts[index] is None else shifts[index] + shift
+            changes[index] += float(change.weight_change)
+    return shifts, changes, True
+
+
 def _run_steps(module, layers, data, plan, start_sparsity):
     """Every step of the schedule on ``data = (X, y, sample_weight)``; returns the summed
-    bias shift per layer and whether the removals were compensated."""
+    bias shift and weight change (none) per layer and whether the removals were
+    compensated."""
+    if plan.method in PROCEDURES:
+        return _run_procedure_steps(module, layers, data, plan, start_sparsity)
     X, y, sample_weight = data
     shifts = [None] * len(layers)
     compensate = plan.compensate
@@ -180,7 +210,7 @@ def _run_steps(module, layers, data, plan, start_sparsity):
                 shift = add_bias_shift(layer, importance.bias_shifts[index],
                                        kept[index] & ~keep[index])
                 shifts[index] = shift if shifts[index] is None else shifts[index] + shift
-    return shifts, bool(compensate)
+    return shifts, [0.0] * len(layers), bool(compensate)
 
 
 def _run_neuron_steps(module, layers, data, plan, start_sparsity):
@@ -205,7 +235,7 @@ def _run_neuron_steps(module, layers, data, plan, start_sparsity):
         for layer, shift in remove_units(hidden, take, importance, compensate).items():
             index = layers.index(layer)
             shifts[index] = shift if shifts[index] is None else shifts[index] + shift
-    return shifts, bool(compensate)
+    return shifts, [0.0] * len(layers), bool(compensate)
 
 
 def _decide_compensation(requested, importance, layers, method):
@@ -224,11 +254,11 @@ def _sparsity(masks) -> float:
     return 1 - sum(int(k.sum()) for k in masks) / sum(k.numel() for k in masks)
 
 
-def _layer_report(name, layer, kept_before, shift) -> LayerReport:
+def _layer_report(name, layer, kept_before, shift, change=0.0) -> LayerReport:
     kept_after = kept_mask(layer)
     return LayerReport(name, kept_after.numel(), int((~kept_after).sum()),
                        int((kept_before & ~kept_after).sum()),
-                       None if shift is None else shift.detach().cpu())
+                       None if shift is None else shift.detach().cpu(), float(change))
 
 
 def _subsample(X, y, sample_weight, max_samples, random_state):

@@ -26,6 +26,9 @@ class LayerReport:
     bias_shift : torch.Tensor or None
         Total shift added to the layer's bias by this call (on the CPU, whatever the
         module's device, so that a report outlives its GPU), or ``None`` if not compensated.
+    weight_change : float
+        Norm of the change of the layer's kept weights (summed over steps): nonzero only
+        for methods that move the kept weights to compensate (``"ec_obs"``).
     """
 
     name: str
@@ -33,6 +36,7 @@ class LayerReport:
     n_removed: int
     n_removed_now: int
     bias_shift: torch.Tensor | None = None
+    weight_change: float = 0.0
 
     @property
     def sparsity(self) -> float:
@@ -90,6 +94,7 @@ class PruningReport:
                     "bias_shift_norm": None
                     if layer.bias_shift is None
                     else float(layer.bias_shift.norm()),
+                    "weight_change": layer.weight_change,
                 }
                 for layer in self.layers
             },
@@ -137,6 +142,7 @@ def chain_reports(reports: list[PruningReport]) -> PruningReport:
                 per_call[-1].n_removed,
                 sum(layer.n_removed_now for layer in per_call),
                 torch.stack(shifts).sum(0) if shifts else None,
+                sum(layer.weight_change for layer in per_call),
             )
         )
     return chained

@@ -26,8 +26,8 @@ from .._checks import check_choice
 from ..recording import scoring_session
 from ..sensitivities import METRICS
 
-__all__ = ["SCORERS", "Importance", "get_scorer", "make_generator", "register_scorer",
-           "score_weights"]
+__all__ = ["PROCEDURES", "SCORERS", "Importance", "LayerChange", "get_scorer",
+           "make_generator", "register_scorer", "score_weights"]
 
 
 @dataclass
@@ -56,16 +56,49 @@ class Importance:
 #: Method name -> scoring function. :func:`register_scorer` adds to it.
 SCORERS: dict[str, Callable[..., Importance]] = {}
 
+#: Method name -> its own pruning procedure, for the methods whose choice of weights and
+#: compensation are one computation (a joint update of the kept weights, layers processed in
+#: order); the others go through :func:`~sk_ecprune.engine.prune_model`'s generic step.
+PROCEDURES: dict[str, Callable] = {}
 
-def register_scorer(name: str):
+
+@dataclass
+class LayerChange:
+    """What a pruning procedure did to one layer's kept parameters in one step.
+
+    Attributes
+    ----------
+    bias_shift : torch.Tensor or None
+        The change of the bias (None if it did not move).
+    weight_change : float
+        Norm of the change of the kept weights (0 if they did not move).
+    """
+
+    bias_shift: torch.Tensor | None = None
+    weight_change: float = 0.0
+
+
+def register_scorer(name: str, *, procedure: Callable | None = None):
     """Decorator that adds a scoring function to :data:`SCORERS` under ``name``.
 
     The function's docstring (first line) is how the method describes itself, for example
-    in error messages and tables of methods.
+    in error messages and tables of methods. A method that removes and compensates in one
+    computation also gives its ``procedure``::
+
+        procedure(module, layers, data, *, ratio, scope, layer_floor, output_metric,
+                  generator, loss) -> list[LayerChange]
+
+    which masks the removed weights (:func:`~sk_ecprune.engine.masks.apply_mask`), writes
+    the kept ones (:func:`~sk_ecprune.engine.masks.set_parameters`) and reports each
+    layer's change; ``prune_model`` calls it once per step of its schedule.
     """
 
     def add(function):
         SCORERS[name] = function
+        if procedure is None:
+            PROCEDURES.pop(name, None)
+        else:
+            PROCEDURES[name] = procedure
         return function
 
     return add
