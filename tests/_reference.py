@@ -123,3 +123,29 @@ def literal_nonlinear(module, X):
                     score[i, j] = (pruned(X) - y0).square().sum(1).mean()
         scores.append(score)
     return scores
+
+
+def reference_unit_hessians(module, X, metric="euclidean"):
+    """Per layer, per unit ``i``: ``H_i = E[J_i^T M J_i]`` of the augmented row ``(w_i, b_i)``,
+    ``J_i`` the output's per-sample Jacobian with respect to that row (float64, all rows)."""
+    module = module.eval()
+    hessians = None
+    for y, jw, jb in per_sample_jacobians(module, X):
+        M = metric_matrix(y, metric)
+        rows = [torch.cat([w, b.unsqueeze(2)], 2) for w, b in zip(jw, jb)]  # (K, U, in + 1)
+        terms = [torch.einsum("kui,km,muj->uij", r, M, r) for r in rows]
+        hessians = terms if hessians is None else [h + t for h, t in zip(hessians, terms)]
+    return [h / X.shape[0] for h in hessians]
+
+
+def obs_set_removal(H, row, removed):
+    """OBS removal of the entries ``removed`` of an augmented ``row`` (its last entry, the
+    bias, always kept) by a direct solve: the kept entries ``R`` move to
+    ``argmin (delta^T H delta)`` with ``delta_S = -row_S``; returns ``(cost, new_row)``."""
+    S = torch.as_tensor(sorted(removed))
+    R = torch.as_tensor([k for k in range(len(row)) if k not in set(S.tolist())])
+    new = row.clone()
+    new[R] = row[R] + torch.linalg.solve(H[R][:, R], H[R][:, S] @ row[S])
+    new[S] = 0
+    delta = new - row
+    return delta @ H @ delta, new

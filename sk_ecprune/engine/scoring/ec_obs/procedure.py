@@ -1,0 +1,167 @@
+"""EC-OBS pruning of a module: plan per layer, then prune layer after layer, input first.
+
+1. Planning: one pass measures every layer's :class:`~.statistics.RowMetric`; the weights'
+   single-removal costs (comparable across layers: all are expected squared output
+   changes) go through the engine's selection (:func:`~sk_ecprune.engine.selection.select`,
+   every scope and layer floor), which fixes how many weights each layer loses.
+2. Execution, from the input layer to the output layer: the layer's statistics are
+   measured again on the network as the earlier layers left it (so that each layer
+   compensates for what the earlier ones lost), the layer's removals are chosen
+   (``selection=``: the threshold sweep, OBC's greedy sequences, or the single costs once),
+   and every row gets the joint optimum of its kept weights and bias for its mask.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...masks import apply_mask, effective_weight, kept_mask, set_parameters
+from ...selection import n_protected, select
+from ...sensitivities import recorded_sensitivities
+from ..registry import LayerChange
+from .solvers import greedy_sequences, joint_update, single_costs
+from .statistics import RowMetric, UnitStatistics, row_metric
+from .sweep import search_threshold, sweep, sweep_counts, sweep_plan
+
+__all__ = ["SELECTIONS", "layer_metrics", "prune_layers"]
+
+SELECTIONS = ("sweep", "greedy", "oneshot")
+
+
+def layer_metrics(module, layers, data, output_metric="euclidean", hessian="shared",
+                  damp=0.01, only=None) -> list[RowMetric | None]:
+    """Measure the :class:`RowMetric` of every layer (or of the indices in ``only``)."""
+    wanted = range(len(layers)) if only is None else only
+    stats = {index: UnitStatistics(hessian) for index in wanted}
+    for inputs, sensitivities, w in recorded_sensitivities(module, layers, data, output_metric):
+        for index, stat in stats.items():
+            stat.update(sensitivities[index], inputs[index], w)
+    return [None if index not in stats
+            else row_metric(stats[index], damp, free_bias=layers[index].bias is not None)
+            for index in range(len(layers))]
+
+
+def prune_layers(module, layers, data, *, ratio, scope="global", layer_floor=0.0,
+                 output_metric="euclidean", hessian="shared", selection="sweep",
+                 order="auto", damp=0.01, **_) -> list[LayerChange]:
+    """Prune ``layers`` of ``module`` to ``ratio`` with EC-OBS, in place (see the module
+    docstring); returns what each layer's kept weights and bias did."""
+    metrics = layer_metrics(module, layers, data, output_metric, hessian, damp)
+    weights = [effective_weight(layer).double() for layer in layers]
+    forced = [~kept_mask(layer) for layer in layers]
+    selectors = [_LayerSelector(metric, W, f, selection, order)
+                 for metric, W, f in zip(metrics, weights, forced)]
+    counts = _plan(selectors, ratio, scope, layer_floor)
+    changes = []
+    for index, layer in enumerate(layers):
+        selector = selectors[index]
+        if index > 0:  # measured again, after the earlier layers' updates
+            metric = layer_metrics(module, layers, data, output_metric, hessian, damp,
+                                   only=[index])[index]
+            selector = _LayerSelector(metric, weights[index], forced[index], selection, order)
+        removed = selector.choose(counts[index])
+        changes.append(_update_layer(layer, selector.metric, weights[index], removed))
+    return changes
+
+
+class _LayerSelector:
+    """One layer's removals at a threshold: how many (:meth:`counts`), which (:meth:`choose`).
+
+    A threshold ``tau`` on the cost of each removal *as the selection makes it* (the
+    sweep's sequential costs, the greedy sequences' running maxima, or the single costs)
+    makes the layers comparable, so that one threshold plans them all.
+    """
+
+    def __init__(self, metric, W, forced, selection, order):
+        self.metric, self.W, self.forced, self.selection = metric, W, forced, selection
+        self.singles = torch.where(forced, -1.0, single_costs(metric, W)[0])
+        self.steps = self.priority = self.plan = None
+        if selection == "greedy":
+            self.steps, increments = greedy_sequences(metric, W, forced)
+            # running maxima: nondecreasing per row, so the lowest of a layer are prefixes
+            self.priority = torch.cummax(increments, 1).values
+        elif selection == "sweep":
+            self.plan = sweep_plan(metric, self.singles.clamp_min(0), order)
+
+    def counts(self, taus):
+        if self.selection == "sweep":
+            return sweep_counts(self.plan, self.W, self.metric.beta, taus, self.forced)
+        values = self.singles if self.priority is None else self.priority
+        return [int((values <= tau).sum()) for tau in taus]
+
+    def choose(self, n_removed):
+        """Mask (True = removed) of exactly ``n_removed`` entries, the forced ones among them."""
+        if n_removed <= int(self.forced.sum()):
+            return self.forced.clone()
+        if self.selection == "greedy":
+            return _prefixes(self.steps, _lowest(self.priority, n_removed))
+        if self.selection == "oneshot":
+            return _lowest(self.singles, n_removed)
+        tau0 = float(self.singles.reshape(-1).kthvalue(n_removed).values)
+        _, tau = search_threshold(self.counts, n_removed, tau0,
+                                  tolerance=max(1, n_removed // 200))
+        plan = self.plan
+        removed, _ = sweep(plan.U, plan.fid, plan.to_sweep(self.W), self.metric.beta, tau,
+                           plan.to_sweep(self.forced), cap=n_removed)
+        return plan.from_sweep(removed)
+
+
+def _plan(selectors, ratio, scope, layer_floor):
+    """How many weights each layer has removed after the step (absent ones included)."""
+    kept = [~s.forced for s in selectors]
+    if scope != "global":  # fixed per layer, or by magnitude
+        masks = select([s.singles for s in selectors], kept, ratio, scope, layer_floor,
+                       magnitudes=[s.W.abs() for s in selectors])
+        return [int((~mask).sum()) for mask in masks]
+    sizes = [k.numel() for k in kept]
+    absent = [int(s.forced.sum()) for s in selectors]
+    caps = [max(n - n_protected(n, layer_floor), a) for n, a in zip(sizes, absent)]
+    target = max(round(ratio * sum(sizes)), sum(absent))
+    per_layer = {-1.0: absent}
+
+    def totals(taus):
+        rows = [s.counts(taus) for s in selectors]
+        for k, tau in enumerate(taus):
+            per_layer[tau] = [min(r[k], cap) for r, cap in zip(rows, caps)]
+        return [sum(per_layer[tau]) for tau in taus]
+
+    singles = torch.cat([s.singles.reshape(-1).cpu() for s in selectors])
+    tau0 = float(singles.kthvalue(max(1, min(target, singles.numel()))).values)
+    lo, hi = search_threshold(totals, target, tau0, tolerance=max(1, target // 200))
+    low, high = per_layer.get(lo, absent), per_layer[hi]
+    fraction = (target - sum(low)) / max(1, sum(high) - sum(low))
+    counts = [a + int(round(fraction * (b - a))) for a, b in zip(low, high)]
+    for index in sorted(range(len(counts)), key=lambda i: -sizes[i]):  # exact total
+        difference = target - sum(counts)
+        counts[index] = min(max(counts[index] + difference, absent[index]), caps[index])
+    return counts
+
+
+def _lowest(priority, n):
+    """Boolean mask of the ``n`` lowest entries (ties by position)."""
+    flat = torch.argsort(priority.reshape(-1).cpu(), stable=True)[:n]
+    mask = torch.zeros(priority.numel(), dtype=torch.bool)
+    mask[flat] = True
+    return mask.view_as(priority).to(priority.device)
+
+
+def _prefixes(steps, chosen):
+    """Mask of the entries ``steps[i, :k_i]``, ``k_i`` the number chosen in row ``i``."""
+    lengths = chosen.sum(1, keepdim=True)
+    take = torch.arange(steps.shape[1], device=steps.device).unsqueeze(0) < lengths
+    mask = torch.zeros_like(chosen)
+    return mask.scatter_(1, steps, take)
+
+
+def _update_layer(layer, metric, W0, removed) -> LayerChange:
+    """Write the joint optimum for ``removed`` into ``layer`` and mask the removed weights."""
+    x, _ = joint_update(metric, W0, removed)
+    new_weight = torch.where(removed, 0.0, x)
+    delta = new_weight - W0
+    shift = None
+    if layer.bias is not None:
+        shift = torch.where(metric.beta > 0, -(metric.zmean * delta).sum(1), 0.0)
+    bias = None if shift is None else layer.bias.detach().double() + shift
+    set_parameters(layer, new_weight, bias)
+    apply_mask(layer, ~removed)
+    return LayerChange(shift, float(torch.where(removed, 0.0, delta).norm()))
