@@ -183,7 +183,8 @@ def test_masks_hold_through_training_and_the_report_says_what_moved():
         optimizer.step()
     after = [m.weight == 0 for m in net.modules() if isinstance(m, nn.Linear)]
     assert all(bool((a[z]).all()) for a, z in zip(after, zeros))
-    assert all(layer.weight_change > 0 for layer in report.layers)
+    # (the output layer may lose only inputs that became constant: the bias alone absorbs them)
+    assert report.layers[0].n_removed_now > 0 and report.layers[0].weight_change > 0
     assert all(layer.bias_shift is not None for layer in report.layers)
     assert report.to_dict()["layers"]["0"]["weight_change"] == report.layers[0].weight_change
 

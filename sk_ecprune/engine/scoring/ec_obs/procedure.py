@@ -76,6 +76,7 @@ class _LayerSelector:
         self.metric, self.W, self.forced, self.selection = metric, W, forced, selection
         self.singles = torch.where(forced, -1.0, single_costs(metric, W)[0])
         self.steps = self.priority = self.plan = None
+        self.known = {}  # threshold -> count, shared by the planning and the choice
         if selection == "greedy":
             self.steps, increments = greedy_sequences(metric, W, forced)
             # running maxima: nondecreasing per row, so the lowest of a layer are prefixes
@@ -84,10 +85,14 @@ class _LayerSelector:
             self.plan = sweep_plan(metric, self.singles.clamp_min(0), order)
 
     def counts(self, taus):
-        if self.selection == "sweep":
-            return sweep_counts(self.plan, self.W, self.metric.beta, taus, self.forced)
-        values = self.singles if self.priority is None else self.priority
-        return [int((values <= tau).sum()) for tau in taus]
+        new = [tau for tau in taus if tau not in self.known]
+        if self.selection == "sweep" and new:
+            self.known.update(zip(new, sweep_counts(self.plan, self.W, self.metric.beta, new,
+                                                    self.forced)))
+        elif new:
+            values = self.singles if self.priority is None else self.priority
+            self.known.update((tau, int((values <= tau).sum())) for tau in new)
+        return [self.known[tau] for tau in taus]
 
     def choose(self, n_removed):
         """Mask (True = removed) of exactly ``n_removed`` entries, the forced ones among them."""
@@ -98,8 +103,8 @@ class _LayerSelector:
         if self.selection == "oneshot":
             return _lowest(self.singles, n_removed)
         tau0 = float(self.singles.reshape(-1).kthvalue(n_removed).values)
-        _, tau = search_threshold(self.counts, n_removed, tau0,
-                                  tolerance=max(1, n_removed // 200))
+        _, tau = search_threshold(self.counts, n_removed, tau0, known=self.known,
+                                  tolerance=max(1, n_removed // 100))
         plan = self.plan
         removed, _ = sweep(plan.U, plan.fid, plan.to_sweep(self.W), self.metric.beta, tau,
                            plan.to_sweep(self.forced), cap=n_removed)
@@ -127,7 +132,7 @@ def _plan(selectors, ratio, scope, layer_floor):
 
     singles = torch.cat([s.singles.reshape(-1).cpu() for s in selectors])
     tau0 = float(singles.kthvalue(max(1, min(target, singles.numel()))).values)
-    lo, hi = search_threshold(totals, target, tau0, tolerance=max(1, target // 200))
+    lo, hi = search_threshold(totals, target, tau0, tolerance=max(1, target // 100))
     low, high = per_layer.get(lo, absent), per_layer[hi]
     fraction = (target - sum(low)) / max(1, sum(high) - sum(low))
     counts = [a + int(round(fraction * (b - a))) for a, b in zip(low, high)]

@@ -9,9 +9,13 @@ whole layer by a search on the count it removes, and the layer loses exactly the
 weights the plan gave it. Cost: ``n d^2`` per sweep, against OBC's greedy ``n d^3``.
 
 Column orders (``order=``): ``"row"`` gives every row its own order (ascending single
-costs; one factor per row, ``n d^2`` numbers), ``"layer"`` one order for the layer
-(ascending summed single cost; one factor per Hessian), ``"auto"`` rows while their
-factors fit in :data:`MAX_ROW_FACTOR_ELEMENTS`, else the layer's order.
+costs; one factor per row: ``n d^2`` numbers and ``n d^3 / 3`` operations), ``"layer"`` one
+order for the layer (ascending summed single cost; one factor per Hessian), ``"auto"`` rows
+while their factors stay within :data:`MAX_ROW_FACTOR_ELEMENTS` and
+:data:`MAX_ROW_FACTOR_FLOPS` (or the Hessians are per row anyway), else the layer's order.
+Per-row orders help at high sparsity on narrow inputs (64 inputs, r = 0.9: test loss 0.20
+against 0.27 right after pruning, digits) and not measurably on 784 inputs, where they
+would cost more than the rest of the pruning.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ F64 = torch.float64
 ORDERS = ("auto", "row", "layer")
 #: float64 elements (256 MiB) that per-row factors may take before "auto" shares an order
 MAX_ROW_FACTOR_ELEMENTS = 2**25
+#: operations (about 1 s on one core) that per-row factors may take before "auto" shares one
+MAX_ROW_FACTOR_FLOPS = 2**31
 
 
 @dataclass
@@ -50,7 +56,8 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
     n, d = costs.shape
     device = costs.device
     if order == "auto":
-        order = "row" if metric.per_row or n * d * d <= MAX_ROW_FACTOR_ELEMENTS else "layer"
+        small = n * d * d <= MAX_ROW_FACTOR_ELEMENTS and n * d**3 / 3 <= MAX_ROW_FACTOR_FLOPS
+        order = "row" if metric.per_row or small else "layer"
     if order == "row":
         perm = torch.argsort(costs, dim=1, stable=True)
         pairs, fid = metric.group, torch.arange(n, device=device)  # one factor per row
@@ -87,6 +94,9 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
     removed = torch.zeros(n, d, dtype=torch.bool, device=x0.device)
     live = (beta > 0).to(F64)
     shared = U.shape[0] == 1
+    # rows that are copies of the factors' rows (sweep_counts): products without gathers
+    tiled = not shared and n % U.shape[0] == 0 and torch.equal(
+        fid, torch.arange(U.shape[0], device=fid.device).repeat(n // U.shape[0]))
     forced_left = int(forced.sum())
     count = 0
     for j0 in range(0, d, block):
@@ -114,6 +124,9 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
         if j1 < d:
             if shared:
                 X[:, j1:] -= errors @ U[0, j0:j1, j1:]
+            elif tiled:
+                X[:, j1:] -= torch.einsum("tfb,fbd->tfd", errors.view(-1, *U.shape[:1], j1 - j0),
+                                          U[:, j0:j1, j1:]).reshape(n, d - j1)
             else:
                 X[:, j1:] -= torch.bmm(errors.unsqueeze(1), U[fid, j0:j1, j1:]).squeeze(1)
     return removed, X
@@ -146,18 +159,22 @@ def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements
 
 
 def search_threshold(count_many, target: int, tau0: float, tolerance: int = 0,
-                     grid: int = 8, rounds: int = 4) -> tuple[float, float]:
+                     grid: int = 16, rounds: int = 3, known=None) -> tuple[float, float]:
     """Thresholds ``(lo, hi)`` with ``count(lo) < target <= count(hi)``, ``count(hi)`` within
     ``tolerance`` of ``target`` where the search finds one (``lo = -1`` when ``hi = 0``
     reaches it): a geometric grid about ``tau0``, widened until it brackets ``target``,
     then refined inside the bracket. ``count_many(taus)`` counts several thresholds at
-    once; counts grow with the threshold."""
-    known = dict(zip([0.0], count_many([0.0])))
+    once (counts grow with the threshold); ``known`` holds counts measured before."""
+    known = dict(known or {})
+    if 0.0 not in known:
+        known.update(zip([0.0], count_many([0.0])))
     if known[0.0] >= target:
         return -1.0, 0.0
     tau0 = max(float(tau0), 1e-300)
     taus = [tau0 * 16.0 ** (2 * k / (grid - 1) - 1) for k in range(grid)]
     for _ in range(40):  # widen upwards until some threshold reaches the target
+        if max(known.values()) >= target and min(known) < tau0 < max(known):
+            break
         known.update(zip(taus, count_many(taus)))
         if max(known.values()) >= target:
             break
