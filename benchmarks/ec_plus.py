@@ -67,12 +67,14 @@ CONFIGS = {
     "ec_gradual15": dict(method="ec", prune_steps=15, gradual=True),
     "ec_gradual5_budget": dict(method="ec", prune_steps=5, gradual=True,
                                scope="magnitude_budget"),
+    "ec_obs": dict(method="ec_obs"),  # issue #13: kept weights move too
+    "ec_obs_gradual5": dict(method="ec_obs", prune_steps=5, gradual=True),
 }
 MAGNITUDE = ("magnitude", "magnitude_gradual5", "magnitude_gradual15")
 #: Drawn in the figures (all are in the tables): the baselines, the paper's EC, the default
 #: (``ec_iter5`` right after pruning is ``ec_gradual5`` without epochs) and the strongest others.
 PLOTTED = ("magnitude", "magnitude_gradual5", "magnitude_gradual15", "ec", "ec_iter5",
-           "ec_iter20", "ec_gradual5", "ec_gradual5_budget")
+           "ec_iter20", "ec_gradual5", "ec_gradual5_budget", "ec_obs", "ec_obs_gradual5")
 CSV_COLUMNS = ["task", "architecture", "noise", "seed", "config", "ratio", "stage", "loss",
                "loss_clean", "accuracy", "train_loss", "sparsity", "prune_time_s", "epoch_time_s",
                "prune_epochs", "fit_time_s"]
@@ -184,6 +186,37 @@ def _paired(sub, name, other):
     return out
 
 
+#: (challenger, reference) pairs compared seed by seed (issue #13: EC-OBS against the default)
+DEFAULT_PAIRS = {"pruned": [("ec_obs", "ec_iter5")],
+                 "finetuned": [("ec_obs_gradual5", "ec_gradual5"), ("ec_obs", "ec_iter5")]}
+
+
+def _against_default(pruned, fine, table, ratios, head, rule):
+    """Paired wins of the EC-OBS configurations over the default's (same seeds), and over
+    the magnitude schedule with the lowest median loss at each ratio."""
+    lines = []
+    for stage, sub in (("pruned", pruned), ("finetuned", fine)):
+        pairs = [(a, b) for a, b in DEFAULT_PAIRS[stage] if {a, b} <= set(sub.config)]
+        if stage == "finetuned" and pairs:
+            best = table.loc[[m for m in MAGNITUDE if m in table.index]].idxmin()
+            pairs += [(a, "best magnitude") for a, _ in pairs]
+        if not pairs:
+            continue
+        when = "right after pruning" if stage == "pruned" else "after fine-tuning"
+        lines += ["", f"**EC-OBS, {when}**: seeds where the first configuration's test loss is below "
+                  "the second's / seeds (median loss ratio).\n",
+                  head.replace("config", "configurations"), rule]
+        for a, b in pairs:
+            if b == "best magnitude":
+                cells = {r: _paired(sub[sub.ratio == r].replace({"config": {best[r]: b}}),
+                                    a, b)[r] for r in ratios}
+            else:
+                cells = _paired(sub, a, b)
+            lines.append(f"| {a} / {b} | " + " | ".join(
+                f"{w}/{n} ({q:.2f})" for w, n, q in (cells[r] for r in ratios)) + " |")
+    return lines
+
+
 def summary_tables(frame):
     """Markdown: the issue's targets per task and configuration."""
     out = []
@@ -217,6 +250,7 @@ def summary_tables(frame):
             met = bool((q <= 1.02).all() and (q[[r for r in ratios if r >= 0.9]] < 1).all())
             out.append(f"| {name}{' ✓' if met and name not in MAGNITUDE else ''} | " + " | ".join(
                 f"{fmt(values[r])} ({q[r]:.2f})" for r in ratios) + " |")
+        out += _against_default(pruned, fine, table, ratios, head, rule)
         cost = rows[rows.stage != "dense"].groupby("config").prune_epochs.median()
         out += ["", "Pruning cost (median over fits, all ratios) in epochs of the dense "
                 "training of the same fit: " + ", ".join(

@@ -9,6 +9,10 @@ through ``torch.nn.utils.prune``) and its loss compensated in the consumer:
   ``c_j = E[S_j z_j] / E[S_j]`` with ``S_j = |R dy/dz_j|^2`` (the sensitivity of the output
   to the unit, in the output metric), at cost ``E[S_j z_j^2] - E[S_j z_j]^2 / E[S_j]``: the
   structured twin of EC (FLAP and VBP use the plain mean);
+- ``"ec_obs"``: the consumer's bias and its weights from the remaining units. Each row of
+  the consumer loses its entry ``j`` and its kept entries move to their least-squares
+  optimum (:mod:`.scoring.ec_obs`, the layer's shared ``s``-weighted Hessian ``K``): cost
+  ``sum_i B_i W_ij^2 / [K^-1]_jj``; units removed together are solved jointly;
 - methods that need no data (``"magnitude"``, ``"random"``) do not compensate.
 
 Units are ranked by cost *per weight they remove* (a unit of a narrow layer removes few
@@ -32,9 +36,11 @@ from torch import nn
 
 from ._checks import check_choice
 from .chain import NotAChain, linear_groups
-from .masks import apply_mask, effective_weight, kept_mask
+from .masks import apply_mask, effective_weight, kept_mask, set_parameters
 from .recording import scoring_session
 from .scoring import make_generator
+from .scoring.ec_obs.procedure import layer_metrics
+from .scoring.ec_obs.solvers import joint_update, single_costs
 from .sensitivities import METRICS, recorded_sensitivities
 
 __all__ = [
@@ -78,14 +84,18 @@ class NeuronImportance:
     constants : list of torch.Tensor or None
         For a method that compensates with the consumer's bias: the constant ``c_j`` that
         replaces unit ``j``'s output. None for methods without compensation.
+    metrics : list or None
+        For a method whose consumer's kept weights move too (``"ec_obs"``): the consumer's
+        :class:`~.scoring.ec_obs.statistics.RowMetric`, one per hidden layer.
     """
 
     scores: list[torch.Tensor]
     constants: list[torch.Tensor] | None = None
+    metrics: list | None = None  # "ec_obs": each consumer's RowMetric (joint update)
 
     @property
     def compensates(self) -> bool:
-        return self.constants is not None
+        return self.constants is not None or self.metrics is not None
 
 
 NEURON_SCORERS: dict[str, Callable[..., NeuronImportance]] = {}
@@ -191,6 +201,17 @@ def ec_neurons(module, layers, hidden, data, *, output_metric="euclidean", **_):
     return NeuronImportance(list(costs), list(constants))
 
 
+@register_neuron_scorer("ec_obs")
+def ec_obs_neurons(module, layers, hidden, data, *, output_metric="euclidean", **_):
+    """Structured EC-OBS: the consumer's bias and other inputs' weights absorb the unit."""
+    consumers = [h.index + 1 for h in hidden]
+    metrics = layer_metrics(module, layers, data, output_metric, only=consumers)
+    return NeuronImportance(
+        [single_costs(metrics[h.index + 1], effective_weight(h.consumer))[0].sum(0)
+         for h in hidden],
+        metrics=[metrics[index] for index in consumers])
+
+
 class _UnitStatistics:
     """Streaming ``E[S]``, ``E[S z]``, ``E[S z^2]`` per unit, about a per-unit shift (the
     first batch's mean, so that ``C - A^2/B`` does not cancel), summed in float64."""
@@ -274,7 +295,11 @@ def remove_units(hidden, take, importance, compensate):
         if not units.any():
             continue
         units = units.to(h.layer.weight.device)
-        if compensate:
+        if compensate and importance.metrics is not None:
+            shift = _joint_update_consumer(h, units, importance.metrics[h.index])
+            if shift is not None:
+                shifts[h.consumer] = shift
+        elif compensate:
             constants = importance.constants[h.index].to(h.consumer.weight.dtype)
             shift = effective_weight(h.consumer)[:, units] @ constants[units]
             with torch.no_grad():
@@ -285,3 +310,18 @@ def remove_units(hidden, take, importance, compensate):
         apply_mask(h.layer, rows)
         apply_mask(h.consumer, cols)
     return shifts
+
+
+def _joint_update_consumer(h, units, metric):
+    """Remove the columns ``units`` of the consumer with EC-OBS's joint update of every row;
+    returns the bias shift (None without a bias: then only the weights move)."""
+    W0 = effective_weight(h.consumer).double()
+    removed = ~kept_mask(h.consumer) | units.unsqueeze(0)
+    x, _ = joint_update(metric, W0, removed)
+    new_weight = torch.where(removed, 0.0, x)
+    shift = None
+    if h.consumer.bias is not None:
+        shift = torch.where(metric.beta > 0, -(metric.zmean * (new_weight - W0)).sum(1), 0.0)
+    set_parameters(h.consumer, new_weight,
+                   None if shift is None else h.consumer.bias.detach().double() + shift)
+    return shift

@@ -113,7 +113,7 @@ class _BasePrunedMLP(BaseEstimator):
         hidden_layer_sizes=(64, 64),
         activation="prelu",
         prune_ratio=0.5,
-        method="ec",
+        method="ec_obs",
         scope="global",
         granularity="weight",
         prune_steps=5,

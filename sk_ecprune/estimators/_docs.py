@@ -16,11 +16,13 @@ default="prelu"
         Fraction of the weights (biases excluded) removed after the dense training.
         0 keeps the dense network.
 
-    method : str, default="ec"
+    method : str, default="ec_obs"
         Weight-scoring method, a key of :data:`sk_ecprune.SCORERS` (the registry: each
         function's docstring says what it computes, and README's table lists the built-in
-        ones). ``"ec"`` is elimination-compensation, which shifts biases to compensate;
-        methods registered with :func:`sk_ecprune.register_scorer` are accepted too.
+        ones). ``"ec_obs"`` compensates each removal with the unit's bias and its kept
+        weights (an Optimal Brain Surgeon step), ``"ec"`` (elimination-compensation) with
+        the bias alone; methods registered with :func:`sk_ecprune.register_scorer` are
+        accepted too.
 
     scope : {"global", "layer", "magnitude_budget"}, default="global"
         Rank all weights together, remove ``prune_ratio`` of each layer, or remove from
@@ -30,10 +32,10 @@ default="prelu"
     granularity : {"weight", "neuron"}, default="weight"
         Remove single weights, or whole hidden units (each unit's incoming and outgoing
         weights; with ``method`` in :data:`sk_ecprune.NEURON_SCORERS`, compensated in the
-        next layer by ``"ec"``). ``prune_ratio`` still counts removed weights, so a search
-        over ``granularity`` compares equal budgets; with ``"neuron"`` the achieved count
-        is at or below the target (``sparsity_`` says what was achieved), ``scope`` must be
-        ``"global"``, and after ``fit`` the network is compacted: ``net_.module_`` has the
+        next layer by ``"ec"`` and ``"ec_obs"``). ``prune_ratio`` still counts removed
+        weights, so a search over ``granularity`` compares equal budgets; with ``"neuron"``
+        the achieved count is at or below the target (``sparsity_`` says what was
+        achieved), ``scope`` must be ``"global"``, and after ``fit`` the network is compacted: ``net_.module_`` has the
         smaller layers (``hidden_layer_sizes_``) and ``predict`` runs it.
 
     prune_steps : int >= 1, default=5

@@ -23,7 +23,8 @@ class PrunedMLPRegressor(RegressorMixin, _BasePrunedMLP):
 
     ``fit`` trains the network with skorch for ``max_epochs`` (mean squared error),
     scores every weight with ``method`` on the training inputs, removes the fraction
-    ``prune_ratio`` of the weights (``"ec"`` also shifts biases to compensate), then
+    ``prune_ratio`` of the weights (compensating: ``"ec_obs"`` moves the biases and the
+    kept weights, ``"ec"`` the biases), then
     fine-tunes for ``finetune_epochs`` with a fresh optimizer while the removed weights
     stay at exactly zero. Multi-output ``y`` is supported.
 

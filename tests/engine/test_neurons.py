@@ -7,6 +7,7 @@ least-squares problem the compensation solves.
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -187,3 +188,49 @@ def test_integer_weights_equal_repeated_rows_for_the_unit_statistics():
     repeated = score_neurons(module, X.repeat_interleave(counts, 0), method="ec")
     for a, b in zip(weighted.scores + weighted.constants, repeated.scores + repeated.constants):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_ec_obs_units_leave_the_consumer_at_its_damped_least_squares_optimum():
+    """Output layer of a regressor (s = 1): removing units moves the consumer's other
+    weights to argmin E[(delta a)^2] + lambda |delta w|^2, solved here from the recorded
+    hidden outputs directly (numpy), lambda = 0.01 x their mean variance."""
+    net = random_mlp([4, 6, 2], nn.Tanh, seed=11)
+    X = _data(n=400, d=4)
+    with torch.no_grad():
+        Z = torch.tanh(net[0](X)).numpy()
+        W0, b0 = net[2].weight.numpy().copy(), net[2].bias.numpy().copy()
+    prune_model(net, X, ratio=0.3, method="ec_obs", granularity="neuron")
+    W, b = net[2].weight.detach().numpy(), net[2].bias.detach().numpy()
+    gone = (W == 0).all(0)
+    assert gone.any() and not gone.all()
+    Zc = Z - Z.mean(0)
+    sigma = Zc.T @ Zc / len(Z)
+    K = sigma + 0.01 * np.trace(sigma) / len(sigma) * np.eye(len(sigma))
+    kept = ~gone
+    for i in range(2):
+        expected = np.linalg.solve(K[np.ix_(kept, kept)], (K @ W0[i])[kept])
+        np.testing.assert_allclose(W[i, kept], expected, rtol=1e-6, atol=1e-8)
+        # the bias keeps the mean pre-activation: b0 + W0 E[z] = b + W E[z]
+        np.testing.assert_allclose(b[i] + W[i] @ Z.mean(0), b0[i] + W0[i] @ Z.mean(0),
+                                   rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ec_obs_units_beat_ec_units_right_after_pruning(seed):
+    torch.manual_seed(seed)
+    X = torch.randn(1000, 6)
+    y = torch.sin(X[:, :3].sum(1, keepdim=True))
+    net = nn.Sequential(nn.Linear(6, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(),
+                        nn.Linear(24, 1))
+    optimizer = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(200):
+        optimizer.zero_grad()
+        ((net(X) - y) ** 2).mean().backward()
+        optimizer.step()
+    losses = {}
+    for method in ("ec", "ec_obs"):
+        pruned = copy.deepcopy(net)
+        prune_model(pruned, X, ratio=0.5, method=method, granularity="neuron")
+        with torch.no_grad():
+            losses[method] = float(((pruned(X) - y) ** 2).mean())
+    assert losses["ec_obs"] < 0.7 * losses["ec"]

@@ -115,7 +115,7 @@ def test_fitted_attributes(Est, reg_data, clf_data):
     assert set(est.layer_sparsity_) == {"layers.0", "layers.2", "layers.4"}
     report = est.pruning_report_
     assert isinstance(report, PruningReport)
-    assert (report.method, report.ratio, report.scope) == ("ec", 0.6, "global")
+    assert (report.method, report.ratio, report.scope) == ("ec_obs", 0.6, "global")
     assert report.sparsity == pytest.approx(est.sparsity_)
     assert len(est.history_dense_) == 3 and len(est.history_finetune_) == 2
     assert np.isfinite([est.loss_before_pruning_, est.loss_after_pruning_]).all()
@@ -322,7 +322,7 @@ def test_verbose_prints_both_tables_and_a_pruning_line(reg_data, capsys):
     assert out.count("train_loss") == 2  # one table header per phase
     lines = [line for line in out.splitlines() if line.startswith("Pruning:")]
     assert len(lines) == 5  # one per call of the default gradual schedule
-    assert re.search(r"method=ec, ratio=0.5, removed \d+/\d+ weights .* \(call 5/5 .* in "
+    assert re.search(r"method=ec_obs, ratio=0.5, removed \d+/\d+ weights .* \(call 5/5 .* in "
                      r"[\d.]+s; train loss [\d.]+ -> [\d.]+", lines[-1]), lines[-1]
     assert "train loss" not in lines[0]
 

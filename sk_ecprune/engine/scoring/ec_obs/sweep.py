@@ -20,6 +20,7 @@ would cost more than the rest of the pruning.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -92,7 +93,7 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
         tau = torch.full((n,), float(tau), dtype=F64, device=x0.device)
     X = x0.double().clone()
     removed = torch.zeros(n, d, dtype=torch.bool, device=x0.device)
-    live = (beta > 0).to(F64)
+    live = beta > 0
     shared = U.shape[0] == 1
     # rows that are copies of the factors' rows (sweep_counts): products without gathers
     tiled = not shared and n % U.shape[0] == 0 and torch.equal(
@@ -101,23 +102,28 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
     count = 0
     for j0 in range(0, d, block):
         j1 = min(d, j0 + block)
-        Ub = U[:, j0:j1, j0:j1].expand(n, -1, -1) if shared else U[fid, j0:j1, j0:j1]
+        Ub = U[0, j0:j1, j0:j1] if shared else U[fid, j0:j1, j0:j1]
+        any_forced = bool(forced[:, j0:j1].any())
         Xb = X[:, j0:j1].clone()
         errors = torch.zeros(n, j1 - j0, dtype=F64, device=x0.device)
         for jj in range(j1 - j0):
-            u = Ub[:, jj, jj:]
-            xj = Xb[:, jj]
-            cost = beta * xj.square() / u[:, 0].square()
-            f = forced[:, j0 + jj]
-            remove = (cost <= tau) & ~f
-            if cap is not None:
-                forced_left -= int(f.sum())
-                remove = _within_cap(remove, cost, cap - count - forced_left - int(f.sum()))
-            remove = remove | f
-            count += int(remove.sum())
-            error = torch.where(remove, xj / u[:, 0], 0.0) * live
+            u = Ub[jj, jj:] if shared else Ub[:, jj, jj:]  # shared: one row for all
+            scaled = Xb[:, jj] / (u[0] if shared else u[:, 0])
+            cost = beta * scaled.square()
+            remove = cost <= tau
+            if any_forced or cap is not None:
+                f = forced[:, j0 + jj]
+                remove = remove & ~f
+                if cap is not None:
+                    forced_left -= int(f.sum())
+                    room = cap - count - forced_left - int(f.sum())
+                    remove = _within_cap(remove, cost, room)
+                remove = remove | f
+                if cap is not None:
+                    count += int(remove.sum())
+            error = torch.where(remove & live, scaled, 0.0)
             Xb[:, jj:] -= error.unsqueeze(1) * u
-            Xb[:, jj] = torch.where(remove, 0.0, Xb[:, jj])
+            Xb[:, jj].masked_fill_(remove, 0.0)
             errors[:, jj] = error
             removed[:, j0 + jj] = remove
         X[:, j0:j1] = Xb
@@ -159,19 +165,19 @@ def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements
 
 
 def search_threshold(count_many, target: int, tau0: float, tolerance: int = 0,
-                     grid: int = 16, rounds: int = 3, known=None) -> tuple[float, float]:
+                     grid: int = 8, rounds: int = 3, known=None) -> tuple[float, float]:
     """Thresholds ``(lo, hi)`` with ``count(lo) < target <= count(hi)``, ``count(hi)`` within
     ``tolerance`` of ``target`` where the search finds one (``lo = -1`` when ``hi = 0``
     reaches it): a geometric grid about ``tau0``, widened until it brackets ``target``,
     then refined inside the bracket. ``count_many(taus)`` counts several thresholds at
     once (counts grow with the threshold); ``known`` holds counts measured before."""
     known = dict(known or {})
-    if 0.0 not in known:
-        known.update(zip([0.0], count_many([0.0])))
-    if known[0.0] >= target:
-        return -1.0, 0.0
     tau0 = max(float(tau0), 1e-300)
     taus = [tau0 * 16.0 ** (2 * k / (grid - 1) - 1) for k in range(grid)]
+    if 0.0 not in known:  # measured with the first grid
+        known.update(zip([0.0, *taus], count_many([0.0, *taus])))
+    if known[0.0] >= target:
+        return -1.0, 0.0
     for _ in range(40):  # widen upwards until some threshold reaches the target
         if max(known.values()) >= target and min(known) < tau0 < max(known):
             break
@@ -188,9 +194,23 @@ def search_threshold(count_many, target: int, tau0: float, tolerance: int = 0,
         base = lo if lo > 0 else hi / 256
         if hi / base < 1 + 1e-9:
             break
-        taus = [base * (hi / base) ** ((k + 1) / (grid + 1)) for k in range(grid)]
+        taus = _refinement(base, hi, known.get(lo, 0), known[hi], target, grid)
         known.update(zip(taus, count_many(taus)))
     return _bracket(known, target)
+
+
+def _refinement(lo, hi, count_lo, count_hi, target, grid):
+    """Thresholds inside ``(lo, hi)``, dense about the crossing that interpolating the
+    counts linearly in ``log tau`` predicts (counts are smooth in it), half of them
+    geometric over the whole bracket in case the prediction is off."""
+    span = math.log(hi / lo)
+    share = min(max((target - count_lo) / max(count_hi - count_lo, 1), 0.0), 1.0)
+    centre = math.log(lo) + share * span
+    near = [centre + span * 0.1 * (2 * k / (grid // 2 - 1) - 1) for k in range(grid // 2)]
+    wide = [math.log(lo) + span * (k + 1) / (grid - grid // 2 + 1)
+            for k in range(grid - grid // 2)]
+    logs = math.log(lo), math.log(hi)
+    return sorted({math.exp(t) for t in near + wide if logs[0] < t < logs[1]})
 
 
 def _bracket(known, target):
