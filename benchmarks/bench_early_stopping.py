@@ -13,8 +13,8 @@ of 5 seeds:
   ``early_stopping=True`` (``validation_fraction=0.1``, ``n_iter_no_change=10``);
 - ``dense`` / ``dense_es``: the package's estimator with ``prune_ratio=0``, without / with
   early stopping;
-- ``ec_r{r}`` / ``ec_r{r}_es``: the default EC schedule at r = 0.5 and 0.8, without / with
-  early stopping (the same ``validation_fraction=0.1``, ``n_iter_no_change=10``).
+- ``pruned_r{r}`` / ``pruned_r{r}_es``: the default method and schedule at r = 0.5 and
+  0.8, without / with early stopping (the same ``validation_fraction=0.1``, ``n_iter_no_change=10``).
 
 Scores: test R^2 for regression, test log-loss and accuracy for classification, and the
 epochs run. Run from the repository root::
@@ -65,8 +65,8 @@ def configs(epochs):
     out = {"sklearn_mlp_es": "sklearn", "dense": dict(common, prune_ratio=0.0),
            "dense_es": dict(common, prune_ratio=0.0, **es)}
     for ratio in (0.5, 0.8):
-        out[f"ec_r{ratio:g}"] = dict(common, prune_ratio=ratio)
-        out[f"ec_r{ratio:g}_es"] = dict(common, prune_ratio=ratio, **es)
+        out[f"pruned_r{ratio:g}"] = dict(common, prune_ratio=ratio)
+        out[f"pruned_r{ratio:g}_es"] = dict(common, prune_ratio=ratio, **es)
     return out
 
 

@@ -60,11 +60,15 @@ RATIOS = (0.5, 0.7, 0.8, 0.9)
 CONFIGS = {
     "neuron_ec": dict(granularity="neuron", method="ec", prune_steps=1),
     "neuron_ec_gradual5": dict(granularity="neuron", method="ec", prune_steps=5, gradual=True),
+    "neuron_ec_obs": dict(granularity="neuron", method="ec_obs", prune_steps=1),
+    "neuron_ec_obs_gradual5": dict(granularity="neuron", method="ec_obs", prune_steps=5,
+                                   gradual=True),
     "neuron_magnitude": dict(granularity="neuron", method="magnitude", prune_steps=1),
     "tp_magnitude": "tp",
     "tp_taylor": "tp",
     "narrow_dense": "narrow",
     "weight_magnitude": dict(method="magnitude", prune_steps=1),
+    "weight_ec_obs_gradual5": dict(method="ec_obs", prune_steps=5, gradual=True),  # default
 }
 #: Configurations whose pruning is interleaved with training: a fine-tuned stage only.
 GRADUAL = {name for name, params in CONFIGS.items()

@@ -167,7 +167,7 @@ def plot_task(frame, task_name, path):
     display.figure_.set_size_inches(12, 4.5)
     display.figure_.suptitle(f"{task_name} ({rows.architecture.iloc[0]}): EC+ schedules vs "
                              f"magnitude, median and min-max over {rows.seed.nunique()} seeds; "
-                             "default = ec_iter5 (no epochs) / ec_gradual5", fontsize=10)
+                             "default = ec_obs_gradual5 (before: ec_gradual5)", fontsize=10)
     display.figure_.tight_layout()
     display.figure_.savefig(path, dpi=72)
     plt.close(display.figure_)

@@ -22,6 +22,7 @@ _EXPORTS = {
     "NEURON_SCORERS": "sk_ecprune.engine",
     "SCORERS": "sk_ecprune.engine",
     "compact": "sk_ecprune.engine",
+    "to_sparse": "sk_ecprune.engine",
     "hidden_widths": "sk_ecprune.engine",
     "score_neurons": "sk_ecprune.engine",
     "Importance": "sk_ecprune.engine",

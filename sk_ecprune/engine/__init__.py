@@ -15,6 +15,7 @@ Pure torch: importing it loads neither scikit-learn nor skorch nor joblib. It wo
 - :mod:`.report`: :class:`PruningReport`;
 - :mod:`.chain`: recognising a plain chain of linear layers and elementwise modules;
 - :mod:`.compaction`: :func:`compact`, a smaller module without the disconnected units;
+- :mod:`.sparse`: :func:`to_sparse`, CSR weight matrices for batch inference;
 - :mod:`.pruning`: :func:`prune_model`, which calls the others.
 """
 
@@ -24,9 +25,11 @@ from .neurons import NEURON_SCORERS, NeuronImportance, register_neuron_scorer, s
 from .pruning import prune_model
 from .report import LayerReport, PruningReport, chain_reports
 from .schedules import gradual_schedule, step_ratios
+from .sparse import CSRLinear, to_sparse
 from .scoring import SCORERS, Importance, register_scorer, score_weights
 
 __all__ = [
+    "CSRLinear",
     "NEURON_SCORERS",
     "SCORERS",
     "Importance",
@@ -46,4 +49,5 @@ __all__ = [
     "score_neurons",
     "score_weights",
     "step_ratios",
+    "to_sparse",
 ]

@@ -29,6 +29,7 @@ from ..engine import (
     layer_sparsity,
     make_permanent,
     prune_model,
+    to_sparse,
 )
 from ._build import build_net, early_stopping_callbacks, validation_fraction
 from ._cache import fit_dense_cached
@@ -456,7 +457,7 @@ class _BasePrunedMLP(BaseEstimator):
         masks = {name: mask.cpu() for name, mask in kept_masks(net.module_).items()}
         dict(net.callbacks_)["hold_removed_weights"].hold(masks)
 
-    def to_torch(self):
+    def to_torch(self, sparse=False):
         """The fitted network as a standalone, compacted ``torch.nn.Module`` on the CPU.
 
         A plain ``nn.Sequential`` of ``nn.Linear`` layers and activations, with no skorch,
@@ -465,13 +466,21 @@ class _BasePrunedMLP(BaseEstimator):
         regressor's prediction, or the classifier's logits (one per class; probabilities
         are their softmax), for float32 input of shape ``(n, n_features_in_)``.
 
+        Parameters
+        ----------
+        sparse : bool, default=False
+            Store the layers with at least 90% zero weights in torch's CSR format
+            (:func:`sk_ecprune.to_sparse`): faster for batches of thousands of rows at
+            such sparsity, slower for single rows (``benchmarks/README.md``).
+
         Returns
         -------
         module : torch.nn.Sequential
             In evaluation mode, float32, on the CPU.
         """
         check_is_fitted(self)
-        return compact(self.net_.module_).cpu().float().eval()
+        module = compact(self.net_.module_).cpu().float().eval()
+        return to_sparse(module) if sparse else module
 
     # -------------------------------------------------------------------- helpers
     _divergence_advice_extra = ""

@@ -14,6 +14,6 @@ def test_tiny_run_scores_every_configuration(load_script, tmp_path):
     assert frame.groupby("task").size().tolist() == [7, 7]
     classifier = frame[frame.task == "wine"]
     assert classifier.score.between(0, 1).all() and (classifier.log_loss > 0).all()
-    pruned = frame[frame.config.str.startswith("ec_r0.8")]
+    pruned = frame[frame.config.str.startswith("pruned_r0.8")]
     assert (pruned.sparsity - 0.8).abs().max() < 1e-3
-    assert "| wine | ec_r0.5_es |" in (tmp_path / "summary.md").read_text()
+    assert "| wine | pruned_r0.5_es |" in (tmp_path / "summary.md").read_text()

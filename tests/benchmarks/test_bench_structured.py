@@ -42,3 +42,13 @@ def test_the_summary_compares_against_torch_pruning_and_the_narrow_network(tiny_
     summary = (out / "summary.md").read_text()
     assert "below tp_magnitude's" in summary and "below narrow_dense's" in summary
     assert (out / "digits.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_tradeoff_figure_times_the_networks_each_configuration_leaves(tiny_run, load_script):
+    _, out = tiny_run
+    assert load_script("plot_tradeoff").main(["--out-dir", str(out), "--repeats", "1"]) == 0
+    assert (out / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    table = (out / "tradeoff.md").read_text()
+    assert "| weight_magnitude | 0.8 | 64-32-32-10 |" in table  # zeros keep the dense shape
+    neuron = [line for line in table.splitlines() if "| neuron_magnitude | 0.8 |" in line]
+    assert neuron and "| 64-32-32-10 |" not in neuron[0]  # compacted: smaller widths

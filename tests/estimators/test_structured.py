@@ -122,3 +122,21 @@ def test_invalid_neuron_settings_are_named(params, match, reg_data):
     params = {"granularity": "neuron", **params}
     with pytest.raises(InvalidParameterError, match=match):
         PrunedMLPRegressor(**FAST, **params).fit(*reg_data)
+
+
+def test_to_torch_sparse_stores_the_sparsest_layers_as_csr():
+    from sk_ecprune.engine import CSRLinear
+
+    X = np.random.RandomState(0).randn(200, 100)  # wide inputs: the first layer stays wide
+    y = X[:, :5].sum(1)
+    est = PrunedMLPRegressor(**{**FAST, "hidden_layer_sizes": (32, 32)}, prune_ratio=0.95,
+                             method="magnitude", scope="layer").fit(X, y)
+    dense = est.to_torch()
+    sparsest = [float((m.weight == 0).float().mean()) >= 0.9
+                for m in dense.modules() if isinstance(m, torch.nn.Linear)]
+    module = est.to_torch(sparse=True)
+    layers = [m for m in module.modules() if isinstance(m, (torch.nn.Linear, CSRLinear))]
+    assert any(sparsest) and [isinstance(m, CSRLinear) for m in layers] == sparsest
+    with torch.no_grad():
+        out = module(torch.as_tensor(X, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(out.ravel(), est.predict(X), rtol=1e-4, atol=1e-5)
