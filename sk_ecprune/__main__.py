@@ -26,8 +26,8 @@ def _evaluate(est, X, y):
     return log_loss(y, proba, labels=est.classes_), accuracy_score(y, est.predict(X))
 
 
-def run_demo(seeds=(0, 1, 2, 3, 4), ratios=(0.5, 0.7, 0.9), methods=("ec", "magnitude"),
-             epochs=15, hidden_layer_sizes=(32, 32)):
+def run_demo(seeds=(0, 1, 2, 3, 4), ratios=(0.5, 0.7, 0.9),
+             methods=("ec_obs", "ec", "magnitude"), epochs=15, hidden_layer_sizes=(32, 32)):
     """Train, prune and fine-tune on digits; return one result dict per (seed, method, ratio).
 
     For each seed the dense network is trained once (``prune_ratio=0``); each pruned model
@@ -101,7 +101,7 @@ def _parser():
     )
     demo.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
     demo.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.7, 0.9])
-    demo.add_argument("--methods", nargs="+", default=["ec", "magnitude"])
+    demo.add_argument("--methods", nargs="+", default=["ec_obs", "ec", "magnitude"])
     demo.add_argument("--epochs", type=int, default=15,
                       help="epochs of training and of fine-tuning (default 15)")
     demo.add_argument("--quick", action="store_true",
