@@ -32,6 +32,7 @@ import math
 from fractions import Fraction
 from itertools import pairwise
 
+import numpy as np
 import torch
 import torch_pruning as tp
 from torch import nn
@@ -147,7 +148,8 @@ def _check_arguments(module, ratio, importance, iterative_steps):
 def _as_tensors(module, X, y):
     """``X`` as a tensor of the module's dtype, ``y`` as a tensor."""
     dtype = next(module.parameters()).dtype
-    return torch.as_tensor(X, dtype=dtype), torch.as_tensor(y)
+    # copies: joblib hands workers read-only memory maps, which torch cannot wrap
+    return torch.tensor(np.asarray(X), dtype=dtype), torch.tensor(np.asarray(y))
 
 
 def _candidate_ratios(widths, global_pruning):
