@@ -61,8 +61,12 @@ def test_demo_command_quick_run():
 def test_demo_command_full_run():
     rows = _check_demo(_run("-m", "sk_ecprune", "demo", "--ratios", "0.5", "0.9",
                             quick=False), seeds=5)
-    # 15 + 15 epochs on digits: the pruned networks classify well after fine-tuning
-    assert all(tuned_acc > 90 for *_, tuned_acc in rows.values()), rows
+    # 15 + 15 epochs on digits: the pruned networks classify well after fine-tuning, and
+    # the default method better than magnitude pruning at r = 0.9 (measured: 93.2% against
+    # 88.0%, mean of 5 seeds; at r = 0.5 they tie at 96%)
+    assert all(tuned_acc > 85 for *_, tuned_acc in rows.values()), rows
+    assert all(rows["ec_obs", r][3] > 90 for r in (0.5, 0.9)), rows
+    assert rows["ec_obs", 0.9][3] > rows["magnitude", 0.9][3] + 2, rows
 
 
 def test_demo_rows_reuse_one_dense_network_per_seed():
