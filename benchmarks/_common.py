@@ -20,6 +20,7 @@ import numpy as np
 
 README = Path(__file__).with_name("README.md")
 RESULTS_DIR = Path(__file__).with_name("results")
+REPOSITORY = Path(__file__).resolve().parents[1]
 PDE_SMALL, PDE_WIDE = (32, 32, 32), (64, 32, 32, 16, 16)
 
 
@@ -185,6 +186,21 @@ def run_parallel(function, task, data, jobs, n_jobs, **kwargs):
     return Parallel(n_jobs=n_jobs)(delayed(function)(task, data, job, **kwargs) for job in jobs)
 
 
+def run_dense_first(task, run_job, jobs, n_jobs, memory_dir, log):
+    """Every job of ``task`` through ``run_job``, sharing one dense-stage cache: the
+    ``dense`` jobs first (they fill the cache), then the rest; returns their CSV rows."""
+    data = load_task_data(task)
+    memory = os.path.join(memory_dir, task["name"])
+    log(f"[{task['name']}] {len(jobs)} fits, n_train={len(data[0])}")
+    start = time.perf_counter()
+    dense = [j for j in jobs if j[0] == "dense"]
+    rows = run_parallel(run_job, task, data, dense, n_jobs, memory=memory)
+    rows += run_parallel(run_job, task, data, [j for j in jobs if j[0] != "dense"], n_jobs,
+                         memory=memory)
+    log(f"[{task['name']}] done in {time.perf_counter() - start:.0f} s")
+    return rows
+
+
 def write_rows(path, rows, columns, append):
     """Write (or append) ``rows`` (dicts) to the CSV file ``path`` with these ``columns``."""
     import pandas as pd
@@ -262,9 +278,16 @@ def make_outputs(out_dir, log, plot, tables):
     for task_name in frame.task.unique():
         path = out_dir / f"{task_name}.png"
         plot(frame, task_name, path)
-        log(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+        log(f"wrote {shown(path)} ({path.stat().st_size // 1024} KB)")
     (out_dir / "summary.md").write_text(tables(frame))
-    log(f"wrote {out_dir / 'summary.md'}")
+    log(f"wrote {shown(out_dir / 'summary.md')}")
+
+
+def shown(path):
+    """``path`` as a log line names it: relative to the repository when inside it, so that
+    committed logs do not name the machine's directories."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPOSITORY)) if path.is_relative_to(REPOSITORY) else str(path)
 
 
 def write_section(mark, lines, readme=README):
