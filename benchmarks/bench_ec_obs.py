@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
-from bench_scoring import epoch_time, mlp, synthetic_data
+from bench_scoring import epoch_time, mlp, peak_memory, synthetic_data
 
 from _common import write_section  # noqa: E402  (benchmarks/ is the script's path)
 from sk_ecprune import prune_model
@@ -66,28 +63,9 @@ def measure(sizes, n, ratios):
     return epoch, rows
 
 
-MEMORY_SCRIPT = """
-import json, resource, sys, torch
-from bench_scoring import mlp
-from sk_ecprune import prune_model
-n, method = int(sys.argv[1]), sys.argv[2]
-torch.manual_seed(0)
-module = mlp([784, 256, 256, 10])
-X = torch.randn(n, 784)
-def rss_mib():
-    with open('/proc/self/status') as f:
-        return int(next(l for l in f if l.startswith('VmRSS')).split()[1]) / 1024
-before = rss_mib()
-prune_model(module, X, ratio=0.8, method=method, batch_size=2048)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({'n': n, 'method': method, 'extra_peak_mib': peak - before}))
-"""
-
-
-def peak_memory(n, method):
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(n), method],
-                         capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def method_peak_memory(n, method):
+    call = f"prune_model(module, X, ratio=0.8, method={method!r}, batch_size=2048)"
+    return dict(peak_memory(n, call), method=method)
 
 
 def main():
@@ -98,7 +76,7 @@ def main():
     ratios = (0.8,) if args.quick else (0.8, 0.95)
     networks = NETWORKS[:2] if args.quick else NETWORKS
     results = [measure(sizes, n, ratios) for sizes in networks]
-    memory = [peak_memory(n, method) for method in ("ec", "ec_obs")]
+    memory = [method_peak_memory(n, method) for method in ("ec", "ec_obs")]
     for m in memory:
         print(f"{m['method']}: extra peak {m['extra_peak_mib']:.0f} MiB (N={m['n']})")
     if args.quick:

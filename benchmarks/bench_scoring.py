@@ -121,7 +121,7 @@ def time_methods(name, sizes, X, y, nonlinear_subset):
 MEMORY_SCRIPT = """
 import json, resource, sys, torch
 from bench_scoring import mlp
-from sk_ecprune import score_weights
+from sk_ecprune import prune_model, score_weights
 n = int(sys.argv[1])
 torch.manual_seed(0)
 module = mlp([784, 256, 256, 10])
@@ -130,19 +130,25 @@ def rss_mib():
     with open('/proc/self/status') as f:
         return int(next(l for l in f if l.startswith('VmRSS')).split()[1]) / 1024
 before = rss_mib()
-score_weights(module, X, method='ec', batch_size=1024)
+{call}
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({'n': n, 'data_mib': X.numel() * 4 / 2**20, 'extra_peak_mib': peak - before}))
+print(json.dumps({{'n': n, 'data_mib': X.numel() * 4 / 2**20, 'extra_peak_mib': peak - before}}))
 """
+
+
+def peak_memory(n, call):
+    """Peak resident memory that the statement ``call`` adds above the model (784-256-256-10)
+    and the data (``X``, ``n`` rows), in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT.format(call=call), str(n)],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def ec_peak_memory(n):
     """Peak resident memory added by EC scoring, above the model and data, in a fresh process."""
-    out = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, str(n)],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return peak_memory(n, "score_weights(module, X, method='ec', batch_size=1024)")
 
 
 def write_readme(lines):

@@ -25,7 +25,6 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -41,13 +40,12 @@ from _common import (
     environment_line,
     fit_and_score,
     fmt,
-    load_task_data,
     make_outputs,
     n_weights,
     narrow_widths,
     parser,
     pde_task,
-    run_parallel,
+    run_dense_first,
     score_fitted,
     select_tasks,
     write_rows,
@@ -170,20 +168,6 @@ def _row(task, data, job, final, scores):
                 sparsity=sparsity, hidden_layer_sizes="-".join(map(str, final.hidden_layer_sizes_)))
 
 
-def run_task(task, n_jobs, memory_dir, log, names):
-    data = load_task_data(task)
-    jobs = jobs_for(task, names)
-    memory = os.path.join(memory_dir, task["name"])
-    log(f"[{task['name']}] {len(jobs)} fits, n_train={len(data[0])}")
-    start = time.perf_counter()
-    dense = [j for j in jobs if j[0] == "dense"]  # first: they fill the cache
-    rows = run_parallel(run_job, task, data, dense, n_jobs, memory=memory)
-    rows += run_parallel(run_job, task, data, [j for j in jobs if j[0] != "dense"], n_jobs,
-                         memory=memory)
-    log(f"[{task['name']}] done in {time.perf_counter() - start:.0f} s")
-    return rows
-
-
 # ------------------------------------------------------------------- figures, tables
 def plot_task(frame, task_name, path):
     import matplotlib
@@ -268,7 +252,8 @@ def main(argv=None):
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as memory_dir:
             for index, task in enumerate(tasks):
-                rows = run_task(task, args.n_jobs, memory_dir, log, names)
+                rows = run_dense_first(task, run_job, jobs_for(task, names),
+                                       args.n_jobs, memory_dir, log)
                 write_rows(out_dir / "results.csv", rows, CSV_COLUMNS, append=index > 0)
         log(f"total wall time {time.perf_counter() - start:.0f} s")
     make_outputs(out_dir, log, plot_task, summary_tables)

@@ -22,7 +22,6 @@ targets, configuration by configuration).
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from _common import (
     make_outputs,
     parser,
     pde_task,
-    run_parallel,
+    run_dense_first,
     select_tasks,
     write_rows,
 )
@@ -130,20 +129,6 @@ def run_job(task, data, job, memory, threads=1):
                 noise=task["noise"], seed=seed, config=name, ratio=ratio, stage=stage,
                 sparsity=final.sparsity_, prune_time_s=final.pruning_time_,
                 epoch_time_s=epoch_time, prune_epochs=final.pruning_time_ / epoch_time)
-
-
-def run_task(task, n_jobs, memory_dir, log, names=None):
-    data = load_task_data(task)
-    jobs = jobs_for(task, names)
-    memory = os.path.join(memory_dir, task["name"])
-    log(f"[{task['name']}] {len(jobs)} fits, n_train={len(data[0])}")
-    start = time.perf_counter()
-    dense = [j for j in jobs if j[0] == "dense"]  # first: they fill the cache
-    rows = run_parallel(run_job, task, data, dense, n_jobs, memory=memory)
-    rows += run_parallel(run_job, task, data, [j for j in jobs if j[0] != "dense"], n_jobs,
-                         memory=memory)
-    log(f"[{task['name']}] done in {time.perf_counter() - start:.0f} s")
-    return rows
 
 
 # --------------------------------------------------------------------- plots, tables
@@ -313,7 +298,8 @@ def main(argv=None):
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as memory_dir:
             for index, task in enumerate(tasks):
-                rows = run_task(task, args.n_jobs, memory_dir, log, names)
+                rows = run_dense_first(task, run_job, jobs_for(task, names),
+                                       args.n_jobs, memory_dir, log)
                 rows = [row for row in rows if row["config"] not in done]
                 write_rows(out_dir / "results.csv", rows, CSV_COLUMNS,
                            append=args.append or index > 0)

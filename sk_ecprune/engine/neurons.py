@@ -36,11 +36,11 @@ from torch import nn
 
 from ._checks import check_choice
 from .chain import NotAChain, linear_groups
-from .masks import apply_mask, effective_weight, kept_mask, set_parameters
+from .masks import apply_mask, effective_weight, kept_mask
 from .recording import scoring_session
 from .scoring import make_generator
-from .scoring.ec_obs.procedure import layer_metrics
-from .scoring.ec_obs.solvers import joint_update, single_costs
+from .scoring.ec_obs.procedure import layer_metrics, write_joint_update
+from .scoring.ec_obs.solvers import single_costs
 from .sensitivities import METRICS, recorded_sensitivities
 
 __all__ = [
@@ -315,13 +315,6 @@ def remove_units(hidden, take, importance, compensate):
 def _joint_update_consumer(h, units, metric):
     """Remove the columns ``units`` of the consumer with EC-OBS's joint update of every row;
     returns the bias shift (None without a bias: then only the weights move)."""
-    W0 = effective_weight(h.consumer).double()
     removed = ~kept_mask(h.consumer) | units.unsqueeze(0)
-    x, _ = joint_update(metric, W0, removed)
-    new_weight = torch.where(removed, 0.0, x)
-    shift = None
-    if h.consumer.bias is not None:
-        shift = torch.where(metric.beta > 0, -(metric.zmean * (new_weight - W0)).sum(1), 0.0)
-    set_parameters(h.consumer, new_weight,
-                   None if shift is None else h.consumer.bias.detach().double() + shift)
-    return shift
+    W0 = effective_weight(h.consumer).double()
+    return write_joint_update(h.consumer, metric, W0, removed).bias_shift

@@ -21,7 +21,7 @@ from sk_ecprune.engine import (
     score_neurons,
 )
 
-from .._reference import ResidualMLP, random_mlp
+from .._reference import ResidualMLP, random_mlp, trained_sine_mlp
 
 
 def _data(n=200, d=5, seed=0):
@@ -218,16 +218,7 @@ def test_ec_obs_units_leave_the_consumer_at_its_damped_least_squares_optimum():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ec_obs_units_beat_ec_units_right_after_pruning(seed):
     """Fixed seeds, a margin that holds: measured, EC's loss is 2.8-3.6x EC-OBS's."""
-    torch.manual_seed(seed)
-    X = torch.randn(1000, 6)
-    y = torch.sin(X[:, :3].sum(1, keepdim=True))
-    net = nn.Sequential(nn.Linear(6, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(),
-                        nn.Linear(24, 1))
-    optimizer = torch.optim.Adam(net.parameters(), 1e-2)
-    for _ in range(200):
-        optimizer.zero_grad()
-        ((net(X) - y) ** 2).mean().backward()
-        optimizer.step()
+    net, X, y = trained_sine_mlp(seed)
     losses = {}
     for method in ("ec", "ec_obs"):
         pruned = copy.deepcopy(net)

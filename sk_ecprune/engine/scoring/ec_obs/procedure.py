@@ -23,7 +23,7 @@ from .solvers import greedy_sequences, joint_update, single_costs
 from .statistics import RowMetric, UnitStatistics, row_metric
 from .sweep import search_threshold, sweep, sweep_counts, sweep_plan
 
-__all__ = ["SELECTIONS", "layer_metrics", "prune_layers"]
+__all__ = ["SELECTIONS", "layer_metrics", "prune_layers", "write_joint_update"]
 
 SELECTIONS = ("sweep", "greedy", "oneshot")
 
@@ -160,6 +160,15 @@ def _prefixes(steps, chosen):
 
 def _update_layer(layer, metric, W0, removed) -> LayerChange:
     """Write the joint optimum for ``removed`` into ``layer`` and mask the removed weights."""
+    change = write_joint_update(layer, metric, W0, removed)
+    apply_mask(layer, ~removed)
+    return change
+
+
+def write_joint_update(layer, metric, W0, removed) -> LayerChange:
+    """Write into ``layer`` (weights ``W0`` before) the joint optimum of every row's kept
+    weights for its mask ``removed`` (:func:`~.solvers.joint_update`), removed weights at
+    zero, and the bias change that follows (none without a bias); returns both changes."""
     x, _ = joint_update(metric, W0, removed)
     new_weight = torch.where(removed, 0.0, x)
     delta = new_weight - W0
@@ -168,5 +177,4 @@ def _update_layer(layer, metric, W0, removed) -> LayerChange:
         shift = torch.where(metric.beta > 0, -(metric.zmean * delta).sum(1), 0.0)
     bias = None if shift is None else layer.bias.detach().double() + shift
     set_parameters(layer, new_weight, bias)
-    apply_mask(layer, ~removed)
     return LayerChange(shift, float(torch.where(removed, 0.0, delta).norm()))
