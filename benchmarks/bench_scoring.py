@@ -119,19 +119,19 @@ def time_methods(name, sizes, X, y, nonlinear_subset):
 
 
 MEMORY_SCRIPT = """
-import json, resource, sys, torch
+import json, sys, torch
 from bench_scoring import mlp
 from sk_ecprune import prune_model, score_weights
 n = int(sys.argv[1])
 torch.manual_seed(0)
 module = mlp([784, 256, 256, 10])
 X = torch.randn(n, 784)
-def rss_mib():
+def status_mib(field):
     with open('/proc/self/status') as f:
-        return int(next(l for l in f if l.startswith('VmRSS')).split()[1]) / 1024
-before = rss_mib()
+        return int(next(l for l in f if l.startswith(field)).split()[1]) / 1024
+before = status_mib('VmRSS')
 {call}
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = status_mib('VmHWM')  # not ru_maxrss: it counts the forked parent before exec
 print(json.dumps({{'n': n, 'data_mib': X.numel() * 4 / 2**20, 'extra_peak_mib': peak - before}}))
 """
 
