@@ -263,12 +263,17 @@ def _layer_report(name, layer, kept_before, shift, change=0.0) -> LayerReport:
 
 def _subsample(X, y, sample_weight, max_samples, random_state):
     """``max_samples`` rows of X (and of y and the weights) drawn without replacement, in
-    their order."""
+    their order; with weights, among the rows of positive weight (the others add nothing to
+    an expectation, and a draw of only such rows would leave none to score on)."""
     if max_samples is None or len(X) <= max_samples:
         return X, y, sample_weight
     max_samples = check_positive_int("max_samples", max_samples)
-    rows = torch.randperm(len(X), generator=make_generator(random_state))[:max_samples]
-    rows = rows.sort().values
+    candidates = _positive_rows(sample_weight, len(X))
+    if len(candidates) <= max_samples:
+        rows = candidates
+    else:
+        draw = torch.randperm(len(candidates), generator=make_generator(random_state))
+        rows = candidates[draw[:max_samples]].sort().values
 
     def take(data):
         if data is None:
@@ -278,3 +283,21 @@ def _subsample(X, y, sample_weight, max_samples, random_state):
         return np.asarray(data)[rows.numpy()]
 
     return take(X), take(y), take(sample_weight)
+
+
+def _positive_rows(sample_weight, n_samples):
+    """Indices of the rows of positive weight (all rows without weights, or when the
+    weights are malformed: the scoring session then says what is wrong with them)."""
+    everything = torch.arange(n_samples)
+    if sample_weight is None:
+        return everything
+    try:
+        weights = torch.as_tensor(np.asarray(
+            sample_weight.detach().cpu() if isinstance(sample_weight, torch.Tensor)
+            else sample_weight, dtype=np.float64))
+    except (TypeError, ValueError):
+        return everything
+    if weights.shape != (n_samples,) or not bool(torch.isfinite(weights).all()) or bool(
+            (weights < 0).any()) or not bool((weights > 0).any()):
+        return everything
+    return torch.nonzero(weights > 0).squeeze(1)
