@@ -169,6 +169,14 @@ class RowMetric:
             self._inverse = torch.cholesky_inverse(self.factor())
         return self._inverse
 
+    def relative_added_damping(self) -> float:
+        """Largest ``added_damping`` relative to its ``K``'s mean diagonal (0: none)."""
+        self.factor()
+        if not bool((self.added_damping > 0).any()):
+            return 0.0
+        scale = torch.diagonal(self.K, dim1=1, dim2=2).abs().mean(1).clamp_min(1e-300)
+        return float((self.added_damping / scale).max())
+
     def row_free(self) -> torch.Tensor:
         """(rows, in) mask of the entries whose removal costs nothing (constant inputs)."""
         if self.free is None:
