@@ -201,8 +201,8 @@ class RowMetric:
         return self.beta * (delta * self.apply(delta)).sum(1)
 
 
-def robust_cholesky(K: torch.Tensor, max_tries: int = 40):
-    """Lower Cholesky factors of a batch of symmetric matrices that should be positive
+def robust_cholesky(K: torch.Tensor, max_tries: int = 40, upper: bool = False):
+    """Lower (or ``upper``) Cholesky factors of a batch of symmetric matrices that should be positive
     definite; returns ``(L, added)``.
 
     A matrix whose factorisation fails (singular, or indefinite by rounding) gets
@@ -210,7 +210,7 @@ def robust_cholesky(K: torch.Tensor, max_tries: int = 40):
     absolute diagonal and growing tenfold until the factorisation succeeds; ``added`` is 0
     for the matrices that factored as given. Never raises for finite input.
     """
-    L, info = torch.linalg.cholesky_ex(K)
+    L, info = torch.linalg.cholesky_ex(K, upper=upper)
     added = torch.zeros(K.shape[0], dtype=K.dtype, device=K.device)
     failed = info != 0
     if not bool(failed.any()):
@@ -224,7 +224,8 @@ def robust_cholesky(K: torch.Tensor, max_tries: int = 40):
     for _ in range(max_tries):
         index = torch.nonzero(failed).squeeze(1)
         added[index] = jitter[index]
-        L_try, info = torch.linalg.cholesky_ex(K[index] + jitter[index].view(-1, 1, 1) * eye)
+        L_try, info = torch.linalg.cholesky_ex(K[index] + jitter[index].view(-1, 1, 1) * eye,
+                                               upper=upper)
         L[index] = L_try
         failed[index] = info != 0
         if not bool(failed.any()):

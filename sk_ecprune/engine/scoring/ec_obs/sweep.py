@@ -78,7 +78,7 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
         p = perm[rows]
         sub = P[metric.group[rows].view(-1, 1, 1), p.unsqueeze(2), p.unsqueeze(1)]
         # (K_pp)^-1 = (K^-1)_pp; robust: a block of an ill-conditioned K^-1 may need a ridge
-        U[f0 : f0 + step] = robust_cholesky(sub)[0].transpose(1, 2)
+        U[f0 : f0 + step] = robust_cholesky(sub, upper=True)[0]
     return SweepPlan(U, fid, perm.contiguous())
 
 
