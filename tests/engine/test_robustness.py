@@ -148,7 +148,8 @@ def test_statistics_match_a_direct_weighted_covariance():
         v = (s[:, unit] * w).double().numpy()
         expected = np.cov(z.double().numpy().T, aweights=v, bias=True)
         np.testing.assert_allclose(sigma[unit].numpy(), expected, rtol=1e-7, atol=1e-12)
-        assert float(torch.linalg.eigvalsh(sigma[unit]).min()) >= -1e-15
+        eigenvalues = torch.linalg.eigvalsh(sigma[unit])
+        assert float(eigenvalues.min()) >= -1e-8 * float(eigenvalues.max())  # rounding only
 
 
 def test_robust_cholesky_adds_damping_only_where_needed():

@@ -41,11 +41,13 @@ class UnitStatistics:
     EC's sums (:class:`_ECStatistics`: ``B``, ``A``, ``C``) plus, for the chosen form, the
     total weight ``Bk``, the weighted mean ``Ak`` and the centred scatter ``Mk = sum v_k
     (z - Ak_k)(z - Ak_k)^T`` of each weighting ``v_k`` (each unit's ``s_i`` for
-    ``"exact"``, one combined weighting for ``"shared"``). Everything runs in float64 and
-    each batch's scatter is a Gram matrix about the batch's own weighted mean, merged into
-    the running one with Chan's update (a rank-one positive term): ``Mk`` is positive
-    semi-definite by construction, whatever the weights (a single row, a dead unit) and
-    however far the inputs are from zero.
+    ``"exact"``, one combined weighting for ``"shared"``). Everything runs in float64;
+    each batch's scatter is taken about the batch's mean (so nothing cancels however far
+    the inputs are from zero) and merged into the running one with Chan's update (a
+    rank-one positive term): ``Mk`` is positive semi-definite up to float64 rounding
+    (1e-16 of its scale), whatever the weights (a single row, a dead unit); what rounding
+    leaves, the constant-input test of :func:`row_metric` and :func:`robust_cholesky`
+    absorb.
     """
 
     def __init__(self, hessian: str = "shared"):
@@ -92,20 +94,25 @@ class UnitStatistics:
         return (s @ self.unit_scale).unsqueeze(1)
 
     def _add_scatter(self, v, z, mean):
-        """``Mk[k] += Y_k^T Y_k``, ``Y_k = sqrt(v_k) (z - mean_k)``, in bounded temporaries."""
+        """``Mk[k] += sum v_k (z - mean_k)(z - mean_k)^T``: products about the batch's plain
+        mean ``c`` (one matrix product for all weightings, in bounded temporaries), then
+        moved to each weighting's mean, ``- B_k (mean_k - c)(mean_k - c)^T``."""
         n, d = z.shape
         m = v.shape[1]
-        root = v.sqrt()
+        c = z.mean(0)
+        centred = z - c
         budget = _PRODUCT_ELEMENTS // 2  # float64: the bytes of the float32 budget
         units = max(1, min(m, budget // max(1, n * d)))
         rows = max(1, min(n, budget // max(1, units * d)))
         for u0 in range(0, m, units):
             u1 = min(m, u0 + units)
             for r0 in range(0, n, rows):
-                Y = root[r0 : r0 + rows, u0:u1, None] * (z[r0 : r0 + rows, None, :]
-                                                           - mean[None, u0:u1])
-                Y = Y.transpose(0, 1)  # (units, rows, d)
-                self.Mk[u0:u1] += Y.transpose(1, 2) @ Y
+                zr = centred[r0 : r0 + rows]
+                weighted = (v[r0 : r0 + rows, u0:u1, None] * zr[:, None, :]).reshape(len(zr), -1)
+                self.Mk[u0:u1] += (zr.T @ weighted).reshape(d, u1 - u0, d).transpose(0, 1)
+        offset = mean - c
+        total = v.sum(0)
+        self.Mk -= total.view(-1, 1, 1) * offset.unsqueeze(2) * offset.unsqueeze(1)
 
     def covariances(self, free_bias: bool = True) -> torch.Tensor:
         """``Sigma_k`` (k, in, in): covariance (``free_bias``) or uncentred second moment,
