@@ -23,6 +23,9 @@ from .compaction import compact, hidden_widths
 from .masks import kept_masks, layer_sparsity, make_permanent
 from .neurons import NEURON_SCORERS, NeuronImportance, register_neuron_scorer, score_neurons
 from .pruning import prune_model
+from .quantization import LayerQuantization, QuantizationReport, quantize_model
+from .quantizers import GPTQ, ECOBSRounding, ECRounding, Quantizer, RoundToNearest
+from .methods import METHODS, Method, register_method
 from .report import LayerReport, PruningReport, chain_reports
 from .schedules import gradual_schedule, step_ratios
 from .sparse import CSRLinear, to_sparse
@@ -30,6 +33,17 @@ from .scoring import SCORERS, Importance, register_scorer, score_weights
 
 __all__ = [
     "CSRLinear",
+    "ECOBSRounding",
+    "ECRounding",
+    "GPTQ",
+    "LayerQuantization",
+    "METHODS",
+    "Method",
+    "QuantizationReport",
+    "Quantizer",
+    "RoundToNearest",
+    "quantize_model",
+    "register_method",
     "NEURON_SCORERS",
     "SCORERS",
     "Importance",

@@ -41,7 +41,8 @@ def kept_mask(layer: nn.Linear) -> torch.Tensor:
 def set_parameters(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None = None):
     """Write new values of the weight (and bias) of ``layer``, masked or not.
 
-    A masked layer's values go into ``weight_orig``, so that the mask still applies; values
+    A masked layer's values go into ``weight_orig``, so that the mask still applies, and its
+    ``weight`` attribute is recomputed at once (not only at the next forward pass); values
     are cast to the parameters' dtype and device.
     """
     target = layer.weight_orig if prune.is_pruned(layer) else layer.weight
@@ -49,6 +50,8 @@ def set_parameters(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | 
         target.copy_(weight.to(target.dtype))
         if bias is not None:
             layer.bias.copy_(bias.to(layer.bias.dtype))
+        if target is not layer.weight:  # as the pruning pre-hook does at the next forward
+            layer.weight = layer.weight_orig * layer.weight_mask  # (a leaf: deepcopy works)
 
 
 def apply_mask(layer: nn.Linear, keep: torch.Tensor) -> None:

@@ -107,7 +107,7 @@ def prune_model(
         dict(method=method, loss=loss, batch_size=batch_size, output_metric=output_metric,
              random_state=random_state, check_finite=bool(check_finite)),
     )
-    X, y, sample_weight = _subsample(X, y, sample_weight, max_samples, random_state)
+    X, y, sample_weight = subsample(X, y, sample_weight, max_samples, random_state)
     named = linear_layers(module)
     layers = [layer for _, layer in named]
     if plan.granularity == "weight":  # (a floor of units may leave the target unmet)
@@ -261,7 +261,7 @@ def _layer_report(name, layer, kept_before, shift, change=0.0) -> LayerReport:
                        None if shift is None else shift.detach().cpu(), float(change))
 
 
-def _subsample(X, y, sample_weight, max_samples, random_state):
+def subsample(X, y, sample_weight, max_samples, random_state):
     """``max_samples`` rows of X (and of y and the weights) drawn without replacement, in
     their order."""
     if max_samples is None or len(X) <= max_samples:
@@ -278,3 +278,6 @@ def _subsample(X, y, sample_weight, max_samples, random_state):
         return np.asarray(data)[rows.numpy()]
 
     return take(X), take(y), take(sample_weight)
+
+
+_subsample = subsample  # the name the tests know
