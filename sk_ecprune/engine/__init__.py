@@ -21,7 +21,15 @@ Pure torch: importing it loads neither scikit-learn nor skorch nor joblib. It wo
 
 from .compaction import compact, hidden_widths
 from .masks import kept_masks, layer_sparsity, make_permanent
-from .neurons import NEURON_SCORERS, NeuronImportance, register_neuron_scorer, score_neurons
+from .neurons import (
+    NEURON_SCORERS,
+    ECOBSUnits,
+    ECUnits,
+    NeuronImportance,
+    UnitScorer,
+    register_neuron_scorer,
+    score_neurons,
+)
 from .pruning import prune_model
 from .quantization import LayerQuantization, QuantizationReport, quantize_model
 from .quantizers import GPTQ, ECOBSRounding, ECRounding, Quantizer, RoundToNearest
@@ -29,10 +37,18 @@ from .methods import METHODS, Method, register_method
 from .report import LayerReport, PruningReport, chain_reports
 from .schedules import gradual_schedule, step_ratios
 from .sparse import CSRLinear, to_sparse
-from .scoring import SCORERS, Importance, register_scorer, score_weights
+from .scoring import SCORERS, Importance, WeightScorer, register_scorer, score_weights
+from .scoring.ec import EC
+from .scoring.ec_obs import ECOBS
 
 __all__ = [
     "CSRLinear",
+    "EC",
+    "ECOBS",
+    "ECOBSUnits",
+    "ECUnits",
+    "UnitScorer",
+    "WeightScorer",
     "ECOBSRounding",
     "ECRounding",
     "GPTQ",

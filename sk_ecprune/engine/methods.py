@@ -141,14 +141,15 @@ class MethodRegistry:
     def get(self, name: str, kind: str) -> Method:
         """The method ``name`` of ``kind``, built, or a ValueError listing the known ones."""
         if (kind, name) not in self._entries:
-            raise ValueError(f"Unknown method {name!r} for {KINDS.get(kind, kind)}; expected "
-                             f"one of {sorted(self.names(kind))}.")
+            raise ValueError(f"Unknown method {name!r} (a method that {KINDS.get(kind, kind)})"
+                             f"; expected one of {sorted(self.names(kind))}.")
         entry = self._entries[(kind, name)]
         return entry() if isinstance(entry, type) else entry
 
-    def view(self, kind: str) -> "RegistryView":
-        """A dict-like view of the names of one kind (:data:`~.scoring.SCORERS` is one)."""
-        return RegistryView(self, kind)
+    def view(self, kind: str, wrap=None) -> "RegistryView":
+        """A dict-like view of the names of one kind (:data:`~.scoring.SCORERS` is one);
+        ``wrap`` turns what is stored through it into a method (a function, say)."""
+        return RegistryView(self, kind, wrap)
 
 
 class RegistryView(MutableMapping):
