@@ -50,13 +50,22 @@ def set_parameters(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | 
         target.copy_(weight.to(target.dtype))
         if bias is not None:
             layer.bias.copy_(bias.to(layer.bias.dtype))
-        if target is not layer.weight:  # as the pruning pre-hook does at the next forward
-            layer.weight = layer.weight_orig * layer.weight_mask  # (a leaf: deepcopy works)
+    if target is not layer.weight:
+        _refresh_weight(layer)
 
 
 def apply_mask(layer: nn.Linear, keep: torch.Tensor) -> None:
     """Mask ``layer.weight`` through ``torch.nn.utils.prune`` (combined with any earlier mask)."""
     prune.custom_from_mask(layer, "weight", mask=keep)
+    _refresh_weight(layer)
+
+
+def _refresh_weight(layer: nn.Linear) -> None:
+    """Recompute a masked layer's ``weight`` now, as the pruning pre-hook does at the next
+    forward pass, outside autograd: a leaf, so that the module can be deep-copied (the
+    pre-hook rebuilds it with its graph when the module runs)."""
+    with torch.no_grad():
+        layer.weight = layer.weight_orig * layer.weight_mask
 
 
 def kept_masks(module: nn.Module) -> dict[str, torch.Tensor]:

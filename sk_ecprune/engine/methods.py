@@ -104,11 +104,22 @@ class Method:
         """One line: what the method computes."""
         return (inspect.getdoc(self) or type(self).__name__).splitlines()[0]
 
-    def get_params(self) -> dict:
-        """The constructor's options and their current values."""
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's options and their current values (scikit-learn's protocol, so
+        that an estimator's ``method=ECOBS(...)`` clones and ``method__damp`` is searched)."""
         names = [p for p in inspect.signature(type(self).__init__).parameters
                  if p not in ("self", "args", "kwargs")]
         return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+    def set_params(self, **params) -> "Method":
+        """Set options by name (scikit-learn's protocol); an unknown name is an error."""
+        known = self.get_params()
+        for name, value in params.items():
+            if name not in known:
+                raise ValueError(f"{type(self).__name__} has no option {name!r}; its options "
+                                 f"are {sorted(known)}.")
+            setattr(self, name, value)
+        return self
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

@@ -29,17 +29,19 @@ import numpy as np
 import torch
 
 from .masks import effective_weight, set_parameters
-from .methods import LayerChange, Method, register_method
+from .methods import METHODS, LayerChange, Method, register_method
 from .recording import LayerRecorder, forward_recorded
 from .scoring.ec import _ECStatistics
 from .scoring.ec_obs.procedure import layer_metrics
 from .scoring.ec_obs.statistics import RowMetric
 from .sensitivities import recorded_sensitivities
 
-__all__ = ["ECOBSRounding", "ECRounding", "GPTQ", "Quantizer", "RoundToNearest",
-           "rounding_sweep"]
+__all__ = ["QUANTIZERS", "ECOBSRounding", "ECRounding", "GPTQ", "Quantizer",
+           "RoundToNearest", "rounding_sweep"]
 
 F64 = torch.float64
+#: Method name -> quantiser: the view of the one registry for quantisation.
+QUANTIZERS = METHODS.view("quantize")
 #: float64 elements the per-row factors of a layer with pruned weights may take
 MAX_ROW_FACTOR_ELEMENTS = 2**25
 #: operations the per-row factorisations may take
