@@ -48,6 +48,8 @@ class LayerChange:
     weight_change : float
         Norm of the change of the kept weights that the method made to compensate (0 if
         they did not move).
+    added_damping : float
+        Damping a factorisation had to add beyond the method's own (relative; 0 if none).
     compensated : bool
         Whether the method compensated its change in this layer.
     quantization : tuple or None
@@ -56,6 +58,7 @@ class LayerChange:
 
     bias_shift: torch.Tensor | None = None
     weight_change: float = 0.0
+    added_damping: float = 0.0
     compensated: bool = False
     quantization: tuple | None = None
 
@@ -254,6 +257,7 @@ class LayerTotal:
 
     bias_shift: torch.Tensor | None = None
     weight_change: float = 0.0
+    added_damping: float = 0.0
     compensated: bool = False
     changes: list = field(default_factory=list)
 
@@ -262,6 +266,7 @@ class LayerTotal:
             shift = change.bias_shift.detach().double()
             self.bias_shift = shift if self.bias_shift is None else self.bias_shift + shift
         self.weight_change += float(change.weight_change)
+        self.added_damping = max(self.added_damping, float(change.added_damping))
         self.compensated = self.compensated or change.compensated
         self.changes.append(change)
 
