@@ -70,7 +70,7 @@ class Quantizer(Method):
         if self.sweeps:
             codes = rounding_sweep(metric, W0, scales.double(), qmax, ~kept)
         else:
-            codes = torch.where(kept, _round(W0, scales.double(), qmax), 0.0)
+            codes = torch.where(kept, _round(W0, scales.double().unsqueeze(1), qmax), 0.0)
         new = (codes.float() * scales.unsqueeze(1)).to(layer.weight.dtype)  # exactly this
         delta = new.double() - W0
         shift = None
@@ -91,14 +91,14 @@ def row_scales(W: torch.Tensor, qmax: int) -> torch.Tensor:
 
 
 def _round(x, scale, qmax):
-    """Codes (as float64) of ``x`` on the grid ``scale * {-qmax..qmax}``, row by row."""
-    return torch.clamp(torch.round(x / scale.unsqueeze(-1) if x.ndim == 2 else x / scale),
-                       -qmax, qmax)
+    """Codes (as float64) of ``x`` on the grid ``scale * {-qmax..qmax}`` (``scale``
+    broadcast against ``x``): round to nearest, clamped to the grid."""
+    return torch.clamp(torch.round(x / scale), -qmax, qmax)
 
 
 def _rounding_only(W0, scales, qmax, kept):
     """The change that rounding each weight to nearest alone would make (for the report)."""
-    codes = torch.where(kept, _round(W0, scales.double(), qmax), 0.0)
+    codes = torch.where(kept, _round(W0, scales.double().unsqueeze(1), qmax), 0.0)
     return (codes.float() * scales.unsqueeze(1)).double() - W0
 
 
