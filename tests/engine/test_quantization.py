@@ -183,3 +183,26 @@ def test_the_report_is_plain_data_and_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="method must be a name"):
         quantize_model(net, X, 4, method=42)
     assert quantize_model(net, X, 4, method=GPTQ).method == "GPTQ(damp=0.01)"
+
+
+def test_a_new_quantiser_is_one_class_and_one_registration():
+    from sk_ecprune.engine import METHODS, register_method
+
+    @register_method("_test_undamped")
+    class Undamped(ECOBSRounding):
+        """EC-OBS rounding without damping."""
+
+        def __init__(self):
+            super().__init__(damp=0.0)
+
+    try:
+        net = random_mlp([4, 6, 2], nn.Tanh, seed=7)
+        X = _data(d=4)
+        a, b = copy.deepcopy(net), copy.deepcopy(net)
+        quantize_model(a, X, 3, method="_test_undamped")
+        quantize_model(b, X, 3, method=ECOBSRounding(damp=0.0))
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.equal(p, q)
+        assert "_test_undamped" not in METHODS.names("weight")  # registered for its kind
+    finally:
+        METHODS.remove("_test_undamped", "quantize")
