@@ -31,7 +31,6 @@ import torch
 from .masks import effective_weight, set_parameters
 from .methods import METHODS, LayerChange, Method, register_method
 from .recording import LayerRecorder, forward_recorded
-from .scoring.ec import _ECStatistics
 from .scoring.ec_obs.procedure import layer_metrics
 from .scoring.ec_obs.statistics import RowMetric
 from .sensitivities import recorded_sensitivities
@@ -176,14 +175,18 @@ class ECRounding(Quantizer):
     """Round to nearest; the bias absorbs EC's shift of the rounding error."""
 
     def row_metric(self, step, index):
-        stats = _ECStatistics()
+        """Only EC's ``B = E[s]`` and ``E[s z]``: the bias shift needs the weighted mean."""
+        layer = step.layers[index]
+        B = torch.zeros(layer.out_features, dtype=F64, device=layer.weight.device)
+        A = torch.zeros(layer.out_features, layer.in_features, dtype=F64, device=B.device)
         for inputs, sensitivities, w in recorded_sensitivities(
                 step.module, step.layers, step.data, step.output_metric):
-            stats.update(sensitivities[index], inputs[index], w)
-        B, A, _ = stats.means()
+            s = sensitivities[index] if w is None else sensitivities[index] * w.unsqueeze(1)
+            B += s.sum(0, dtype=F64)
+            A += (s.T @ inputs[index]).double()
         alive = B > 0
         safe = torch.where(alive, B, torch.ones_like(B)).unsqueeze(1)
-        zmean = torch.where(alive.unsqueeze(1), A / safe + stats.shift.double(), 0.0)
+        zmean = torch.where(alive.unsqueeze(1), A / safe, 0.0)
         return RowMetric(torch.zeros(1, 1, 1, dtype=F64), torch.zeros_like(B, dtype=torch.long),
                          B, zmean)
 

@@ -206,3 +206,20 @@ def test_a_new_quantiser_is_one_class_and_one_registration():
         assert "_test_undamped" not in METHODS.names("weight")  # registered for its kind
     finally:
         METHODS.remove("_test_undamped", "quantize")
+
+
+@pytest.mark.parametrize("method", ["ec", "ec_obs"])
+def test_the_bias_keeps_the_mean_output_of_a_layer(method):
+    """On one linear layer (every sensitivity 1) the bias shift of EC and EC-OBS makes the
+    mean output over the data what it was; round to nearest and GPTQ leave it off."""
+    X = _data(seed=8, shift=2.0)
+    net = _layer(seed=8)
+    with torch.no_grad():
+        before = net(X).mean(0)
+    quantize_model(net, X, 2, method=method)
+    with torch.no_grad():
+        torch.testing.assert_close(net(X).mean(0), before, rtol=0, atol=1e-6)
+    plain = _layer(seed=8)
+    quantize_model(plain, X, 2, method="rtn")
+    with torch.no_grad():
+        assert (plain(X).mean(0) - before).abs().max() > 1e-3
