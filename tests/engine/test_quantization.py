@@ -105,7 +105,7 @@ def test_gptq_is_the_published_update():
     report = quantize_model(net, X, 3, method="gptq")
     np.testing.assert_allclose(net[0].weight.detach().numpy(), expected, rtol=0, atol=1e-7)
     assert torch.equal(net[0].bias.detach(), b0)  # GPTQ never moves the bias
-    assert not report.compensated or report.method == "gptq"
+    assert report.compensated  # the later columns absorbed the errors
 
 
 @pytest.mark.parametrize("method", METHODS)
