@@ -19,8 +19,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..engine import (
+    ACTIVATIONS,
     NEURON_SCORERS,
     SCORERS,
+    Method,
     chain_reports,
     compact,
     gradual_schedule,
@@ -35,7 +37,6 @@ from ._build import build_net, early_stopping_callbacks, validation_fraction
 from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
 from ._data import net_inputs, to_tensor
-from ._mlp_module import ACTIVATIONS
 from ._params import (
     ARRAY_LIKE,
     BOOLEAN,
@@ -48,6 +49,7 @@ from ._params import (
     STRING,
     VERBOSE,
     Interval,
+    Kind,
     Options,
     check_device,
     check_granularity,
@@ -85,7 +87,9 @@ class _BasePrunedMLP(BaseEstimator):
         "hidden_layer_sizes": [ARRAY_LIKE, Interval(Integral, 1, None)],
         "activation": [Options(ACTIVATIONS)],
         "prune_ratio": [Interval(Real, 0, 1)],
-        "method": [Options(lambda: SCORERS)],  # read when checked: methods may be added
+        "method": [Options(lambda: SCORERS),  # read when checked: methods may be added
+                   Kind(lambda value: isinstance(value, Method),
+                        "a method instance of sk_ecprune.engine (e.g. ECOBS(damp=0.1))")],
         "scope": [Options({"global", "layer", "magnitude_budget"})],
         "granularity": [Options({"weight", "neuron"})],
         "prune_steps": [Interval(Integral, 1, None)],
