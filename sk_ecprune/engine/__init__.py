@@ -26,10 +26,14 @@ from .pruning import prune_model
 from .report import LayerReport, PruningReport, chain_reports
 from .schedules import gradual_schedule, step_ratios
 from .sparse import CSRLinear, to_sparse
+from .quantization import QUANTIZERS, LayerQuantization, QuantizationReport, quantize_model
 from .scoring import SCORERS, Importance, register_scorer, score_weights
 
 __all__ = [
     "CSRLinear",
+    "LayerQuantization",
+    "QUANTIZERS",
+    "QuantizationReport",
     "NEURON_SCORERS",
     "SCORERS",
     "Importance",
@@ -44,6 +48,7 @@ __all__ = [
     "layer_sparsity",
     "make_permanent",
     "prune_model",
+    "quantize_model",
     "register_neuron_scorer",
     "register_scorer",
     "score_neurons",
