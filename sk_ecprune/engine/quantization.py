@@ -115,7 +115,10 @@ def _layer_form(module, layers, index, data, method, output_metric, damp):
                            only=[index])[index]
     free_bias = layers[index].bias is not None
     zmean = metric.zmean if free_bias else None
-    return (metric.K[metric.group] if method == "ec_obs" else None), zmean
+    if method == "ec":
+        return None, zmean
+    shared = metric.K.shape[0] == 1  # one form for the layer: never copied per row
+    return (metric.K if shared else metric.K[metric.group]), zmean
 
 
 def _input_second_moment(module, layer, data, damp):
@@ -161,29 +164,50 @@ def _round_layer(W, bits, form):
 
 
 def _sweep(W0, K, s, qmax):
-    """The column sweep (GPTQ's update with each row's own form ``K``), rows in chunks.
+    """The column sweep (GPTQ's update with each row's own form ``K``: one shared
+    ``(1, in, in)`` or one per row).
 
-    Pruned entries (``W0 == 0``) are decoupled in ``K`` so that no update reaches them.
+    With pruned entries (``W0 == 0``) each row sweeps only its kept columns, in order,
+    under its form restricted to them (rows in chunks, padded to the widest row with
+    decoupled columns of weight zero), so that no update reaches a pruned weight.
     """
     out, d = W0.shape
     kept = W0 != 0
+    if K.shape[0] == 1 and bool(kept.all()):  # one form for every row
+        return _sweep_rows(W0.clone(), _inverse_factor(K), s, qmax)
     codes = torch.zeros_like(W0)
-    shared_dense = K.shape[0] == 1 and bool(kept.all())  # one form for every row
-    chunk = out if shared_dense else max(1, _CHUNK_ELEMENTS // max(1, d * d))
+    width = max(int(kept.sum(1).max()), 1)
+    # each row's kept columns first, in their order; pruned ones pad the rest
+    order = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)[:, :width]
+    valid = torch.gather(kept, 1, order)
+    chunk = max(1, _CHUNK_ELEMENTS // (width * width))
     for r0 in range(0, out, chunk):
         r1 = min(out, r0 + chunk)
-        m = kept[r0:r1]
-        if shared_dense:
-            Kc = K
+        idx, m = order[r0:r1], valid[r0:r1]
+        if K.shape[0] == 1:
+            Kc = K[0][idx[:, :, None], idx[:, None, :]]
         else:
-            Kc = K.expand(out, d, d)[r0:r1] if K.shape[0] == 1 else K[r0:r1]
-            Kc = Kc * (m[:, :, None] & m[:, None, :]) + torch.diag_embed((~m).to(F64))
-        U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(Kc)),
-                                  upper=True).expand(r1 - r0, d, d)
-        W, sc = W0[r0:r1].clone(), s[r0:r1]
-        for j in range(d):
-            q = torch.clamp(torch.round(W[:, j] / sc), -qmax, qmax) * m[:, j]
-            err = (W[:, j] - q * sc) / U[:, j, j]
-            W[:, j + 1:] -= err[:, None] * U[:, j, j + 1:]
-            codes[r0:r1, j] = q
+            rows = torch.arange(r0, r1, device=K.device)[:, None, None]
+            Kc = K[rows, idx[:, :, None], idx[:, None, :]]
+        Kc = Kc * (m[:, :, None] & m[:, None, :]) + torch.diag_embed((~m).to(F64))
+        Wc = torch.gather(W0[r0:r1], 1, idx) * m
+        part = _sweep_rows(Wc, _inverse_factor(Kc), s[r0:r1], qmax) * m
+        codes[r0:r1].scatter_(1, idx, part)
+    return codes
+
+
+def _inverse_factor(K):
+    """The upper Cholesky factor of ``K^-1`` (batched), GPTQ's form of the OBS updates."""
+    return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(K)), upper=True)
+
+
+def _sweep_rows(W, U, s, qmax):
+    """Round ``W``'s columns in order, each error spread over the later columns by ``U``
+    (``(rows or 1, n, n)``); ``W`` is overwritten. Returns the codes."""
+    codes = torch.zeros_like(W)
+    for j in range(W.shape[1]):
+        q = torch.clamp(torch.round(W[:, j] / s), -qmax, qmax)
+        err = (W[:, j] - q * s) / U[:, j, j]
+        W[:, j + 1:] -= err[:, None] * U[:, j, j + 1:]
+        codes[:, j] = q
     return codes

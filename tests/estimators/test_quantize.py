@@ -140,3 +140,32 @@ def test_search_over_bits_with_memory_gives_the_uncached_scores(clf_data, tmp_pa
         np.testing.assert_array_equal(plain.cv_results_[key], cached.cv_results_[key])
     assert plain.best_params_ == cached.best_params_
     np.testing.assert_allclose(plain.predict_proba(X), cached.predict_proba(X), rtol=1e-5)
+
+
+def test_readme_refit_picks_the_smallest_model_within_tolerance(clf_data):
+    # README's pattern: model_bytes_ as a second scorer, refit=callable on cv_results_.
+    pytest.importorskip("skl2onnx")
+    X, y = clf_data
+
+    def neg_model_bytes(estimator, X, y):
+        return -estimator.model_bytes_
+
+    def smallest_within(tolerance):
+        def refit(cv_results):
+            score = cv_results["mean_test_accuracy"]
+            candidates = np.flatnonzero(score >= score.max() - tolerance)
+            return candidates[np.argmax(cv_results["mean_test_bytes"][candidates])]
+        return refit
+
+    grid = {"quantize_bits": [None, 8, 3]}
+    search = GridSearchCV(
+        PrunedMLPClassifier(**{**FAST, "hidden_layer_sizes": (32, 32)}), grid, cv=2,
+        scoring={"accuracy": "accuracy", "bytes": neg_model_bytes},
+        refit=smallest_within(0.05),
+    ).fit(X, y)
+    results = search.cv_results_
+    chosen = search.best_index_
+    assert results["mean_test_accuracy"][chosen] >= results["mean_test_accuracy"].max() - 0.05
+    within = results["mean_test_accuracy"] >= results["mean_test_accuracy"].max() - 0.05
+    assert -results["mean_test_bytes"][chosen] == min(-results["mean_test_bytes"][within])
+    assert search.best_estimator_.quantize_bits == search.best_params_["quantize_bits"]
