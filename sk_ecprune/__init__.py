@@ -2,8 +2,8 @@
 
 Two subpackages with one door between them:
 
-- :mod:`sk_ecprune.engine` (pure torch) scores, removes and compensates the weights of any
-  ``torch.nn.Module`` built from ``nn.Linear`` layers;
+- :mod:`sk_ecprune.engine` (pure torch) scores, removes, rounds and compensates the weights
+  of any ``torch.nn.Module`` built from ``nn.Linear`` layers;
 - :mod:`sk_ecprune.estimators` (scikit-learn and skorch) train a network, call the engine
   through :func:`~sk_ecprune.engine.prune_model` alone, and fine-tune, inside one ``fit``.
 
@@ -36,6 +36,7 @@ _EXPORTS = {
     "QUANTIZERS": "sk_ecprune.engine",
     "register_scorer": "sk_ecprune.engine",
     "score_weights": "sk_ecprune.engine",
+    "register_method": "sk_ecprune.engine",
 }
 
 __all__ = sorted(_EXPORTS)

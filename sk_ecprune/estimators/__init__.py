@@ -5,7 +5,8 @@ Where each part lives:
 - :mod:`._mlp`: :class:`PrunedMLPRegressor`, :class:`PrunedMLPClassifier` (targets, predict);
 - :mod:`._base`: their shared ``fit``, as stages (validate, build, dense, schedule, finalize);
 - :mod:`._params`: parameter constraints and checks; :mod:`._docs`: shared docstrings;
-- :mod:`._build`: the skorch net of an estimator's settings; :mod:`._mlp_module`: the MLP;
+- :mod:`._build`: the skorch net of an estimator's settings (the MLP is the engine's
+  :class:`~sk_ecprune.engine.MLP`);
 - :mod:`._net`: the skorch nets (interrupts, a plain train step); :mod:`._data`: the tensor
   data path; :mod:`._skorch_internals`: shortcuts through skorch's internals (one switch);
 - :mod:`._callbacks`: skorch callbacks (removed weights held at zero, divergence, early

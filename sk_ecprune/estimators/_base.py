@@ -19,8 +19,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..engine import (
+    ACTIVATIONS,
     NEURON_SCORERS,
     SCORERS,
+    Method,
     chain_reports,
     compact,
     gradual_schedule,
@@ -35,8 +37,13 @@ from ._build import build_net, early_stopping_callbacks, validation_fraction
 from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
 from ._data import net_inputs, to_tensor
-from ._mlp_module import ACTIVATIONS
-from ._quantize import QUANTIZE_METHODS, export_grids, onnx_model_bytes, quantize_network
+from ._quantize import (
+    QUANTIZE_METHODS,
+    Quantizer,
+    export_grids,
+    onnx_model_bytes,
+    quantize_network,
+)
 from ._params import (
     ARRAY_LIKE,
     BOOLEAN,
@@ -49,6 +56,7 @@ from ._params import (
     STRING,
     VERBOSE,
     Interval,
+    Kind,
     Options,
     check_device,
     check_granularity,
@@ -86,7 +94,9 @@ class _BasePrunedMLP(BaseEstimator):
         "hidden_layer_sizes": [ARRAY_LIKE, Interval(Integral, 1, None)],
         "activation": [Options(ACTIVATIONS)],
         "prune_ratio": [Interval(Real, 0, 1)],
-        "method": [Options(lambda: SCORERS)],  # read when checked: methods may be added
+        "method": [Options(lambda: SCORERS),  # read when checked: methods may be added
+                   Kind(lambda value: isinstance(value, Method),
+                        "a method instance of sk_ecprune.engine (e.g. ECOBS(damp=0.1))")],
         "scope": [Options({"global", "layer", "magnitude_budget"})],
         "granularity": [Options({"weight", "neuron"})],
         "prune_steps": [Interval(Integral, 1, None)],
@@ -97,7 +107,10 @@ class _BasePrunedMLP(BaseEstimator):
         "max_epochs": [Interval(Integral, 1, None)],
         "finetune_epochs": [Interval(Integral, 0, None)],
         "quantize_bits": [NONE, Interval(Integral, 2, 8, closed="both")],
-        "quantize_method": [Options(QUANTIZE_METHODS)],
+        "quantize_method": [Options(lambda: QUANTIZE_METHODS),
+                            Kind(lambda value: isinstance(value, Quantizer),
+                                 "a quantiser instance of sk_ecprune.engine (e.g. "
+                                 "ECOBSRounding(damp=0.1))")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None)],
         "optimizer": [Options(OPTIMIZERS), CALLABLE],

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from skorch.dataset import ValidSplit
 
+from ..engine import MLP
 from ._callbacks import RaiseOnDivergence, StopEarly, ValidationScore
 from ._data import TensorBatchIterator, TensorDataset
-from ._mlp_module import MLP
 from ._net import net_class
 from ._params import OPTIMIZERS
 

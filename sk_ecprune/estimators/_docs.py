@@ -16,13 +16,14 @@ default="prelu"
         Fraction of the weights (biases excluded) removed after the dense training.
         0 keeps the dense network.
 
-    method : str, default="ec_obs"
-        Weight-scoring method, a key of :data:`sk_ecprune.SCORERS` (the registry: each
-        function's docstring says what it computes, and README's table lists the built-in
-        ones). ``"ec_obs"`` compensates each removal with the unit's bias and its kept
-        weights (an Optimal Brain Surgeon step), ``"ec"`` (elimination-compensation) with
-        the bias alone; methods registered with :func:`sk_ecprune.register_scorer` are
-        accepted too.
+    method : str or sk_ecprune.engine.Method, default="ec_obs"
+        Pruning method, a key of :data:`sk_ecprune.SCORERS` (the registry: each method's
+        docstring says what it computes, and README's table lists the built-in ones), or a
+        method instance with its options set, e.g. ``ECOBS(damp=0.1)`` (its options are
+        then searchable as ``method__damp``). ``"ec_obs"`` compensates each removal with
+        the unit's bias and its kept weights (an Optimal Brain Surgeon step), ``"ec"``
+        (elimination-compensation) with the bias alone; methods registered with
+        :func:`sk_ecprune.register_method` are accepted too.
 
     scope : {"global", "layer", "magnitude_budget"}, default="global"
         Rank all weights together, remove ``prune_ratio`` of each layer, or remove from

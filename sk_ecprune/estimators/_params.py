@@ -136,9 +136,17 @@ def validate_params(estimator, constraints: dict) -> None:
 def check_granularity(granularity, method, scope, neuron_methods):
     """Raise if ``method`` (not in ``neuron_methods``) or ``scope`` cannot remove whole units
     (``granularity="neuron"``)."""
+    kind = getattr(method, "kind", None)  # a method instance (sk_ecprune.engine.Method)
+    if kind is not None:
+        expected = "neuron" if granularity == "neuron" else "weight"
+        if kind != expected:
+            raise InvalidParameterError(
+                f"method={method!r} is a method of kind {kind!r}; granularity={granularity!r}"
+                f" needs one of kind {expected!r}."
+            )
     if granularity != "neuron":
         return
-    if method not in neuron_methods:
+    if kind is None and method not in neuron_methods:
         raise InvalidParameterError(
             f"method={method!r} has no version that removes whole units; with "
             f"granularity='neuron' use one of {sorted(neuron_methods)}."

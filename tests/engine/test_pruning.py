@@ -314,7 +314,7 @@ def test_layer_floor_holds_through_prune_model_and_an_impossible_floor_is_refuse
 
 def test_magnitude_budget_takes_layer_counts_from_magnitude_and_choice_from_the_method():
     from sk_ecprune.engine import kept_masks
-    from sk_ecprune.estimators._mlp_module import MLP
+    from sk_ecprune.engine import MLP
 
     X = torch.randn(200, 6, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(3)
@@ -337,7 +337,7 @@ def test_magnitude_budget_takes_layer_counts_from_magnitude_and_choice_from_the_
 
 def test_max_samples_scores_a_seeded_subset_of_rows():
     from sk_ecprune.engine.pruning import _subsample
-    from sk_ecprune.estimators._mlp_module import MLP
+    from sk_ecprune.engine import MLP
 
     X = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
     Xs, _, _ = _subsample(X, None, None, 64, random_state=7)

@@ -596,7 +596,7 @@ def test_no_warnings_on_plain_fit(reg_data, clf_data):
 
 
 def test_mlp_module_layout_and_unknown_activation():
-    from sk_ecprune.estimators._mlp_module import MLP
+    from sk_ecprune.engine import MLP
 
     mlp = MLP(5, 3, hidden_layer_sizes=(4, 2), activation="prelu")
     kinds = [type(m).__name__ for m in mlp.layers]

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from sk_ecprune.engine import SCORERS, prune_model, score_weights
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._cache import DenseCacheWarning
-from sk_ecprune.estimators._mlp_module import MLP
+from sk_ecprune.engine import MLP
 
 # 64 rows in batches of 32: 2 optimizer steps per epoch.
 FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=4, finetune_epochs=4, lr=1e-2, batch_size=32)

@@ -11,7 +11,7 @@ from sklearn.datasets import make_blobs, make_regression
 from sk_ecprune.engine import kept_masks, make_permanent, prune_model
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._callbacks import HoldRemovedWeights
-from sk_ecprune.estimators._mlp_module import MLP
+from sk_ecprune.engine import MLP
 
 FAST = dict(hidden_layer_sizes=(12, 8), max_epochs=3, finetune_epochs=5, lr=1e-2)
 

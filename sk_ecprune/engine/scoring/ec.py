@@ -20,9 +20,10 @@ from torch import nn
 from ..masks import effective_weight
 from ..recording import ScoringData
 from ..sensitivities import recorded_sensitivities
-from .registry import Importance, register_scorer
+from ..methods import register_method
+from .registry import Importance, WeightScorer
 
-__all__ = ["ec_importance", "ec_statistics", "obd_importance"]
+__all__ = ["EC", "OBD", "ec_statistics"]
 
 
 class _ECStatistics:
@@ -96,16 +97,20 @@ def ec_statistics(
     return stats
 
 
-@register_scorer("ec")
-def ec_importance(module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+@register_method("ec")
+class EC(WeightScorer):
     """Elimination-compensation: least output change left after the best bias shift."""
-    stats = ec_statistics(module, layers, data, output_metric)
-    pairs = [s.ec(effective_weight(layer)) for s, layer in zip(stats, layers)]
-    return Importance([p[0] for p in pairs], [p[1] for p in pairs])
+
+    def importance(self, module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+        stats = ec_statistics(module, layers, data, output_metric)
+        pairs = [s.ec(effective_weight(layer)) for s, layer in zip(stats, layers)]
+        return Importance([p[0] for p in pairs], [p[1] for p in pairs])
 
 
-@register_scorer("obd")
-def obd_importance(module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+@register_method("obd")
+class OBD(WeightScorer):
     """Optimal Brain Damage, Gauss-Newton form: EC's output change without compensation."""
-    stats = ec_statistics(module, layers, data, output_metric)
-    return Importance([s.obd(effective_weight(layer)) for s, layer in zip(stats, layers)])
+
+    def importance(self, module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+        stats = ec_statistics(module, layers, data, output_metric)
+        return Importance([s.obd(effective_weight(layer)) for s, layer in zip(stats, layers)])

@@ -1,10 +1,11 @@
 """EC-OBS pruning of a module: plan per layer, then prune layer after layer, input first.
 
-1. Planning: one pass measures every layer's :class:`~.statistics.RowMetric`; the weights'
+1. Planning (:func:`plan_layers`): one pass measures every layer's :class:`~.statistics.RowMetric`; the weights'
    single-removal costs (comparable across layers: all are expected squared output
    changes) go through the engine's selection (:func:`~sk_ecprune.engine.selection.select`,
    every scope and layer floor), which fixes how many weights each layer loses.
-2. Execution, from the input layer to the output layer: the layer's statistics are
+2. Execution (:func:`prune_layer`, called by the engine's loop for each layer in turn), from
+   the input layer to the output layer: the layer's statistics are
    measured again on the network as the earlier layers left it (so that each layer
    compensates for what the earlier ones lost), the layer's removals are chosen
    (``selection=``: the threshold sweep, OBC's greedy sequences, or the single costs once),
@@ -12,6 +13,8 @@
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -23,7 +26,8 @@ from .solvers import greedy_sequences, joint_update, single_costs
 from .statistics import RowMetric, UnitStatistics, row_metric
 from .sweep import search_threshold, sweep, sweep_counts, sweep_plan
 
-__all__ = ["SELECTIONS", "layer_metrics", "prune_layers", "write_joint_update"]
+__all__ = ["SELECTIONS", "LayerPlan", "layer_metrics", "plan_layers", "prune_layer",
+           "write_joint_update"]
 
 SELECTIONS = ("sweep", "greedy", "oneshot")
 
@@ -41,27 +45,41 @@ def layer_metrics(module, layers, data, output_metric="euclidean", hessian="shar
             for index in range(len(layers))]
 
 
-def prune_layers(module, layers, data, *, ratio, scope="global", layer_floor=0.0,
-                 output_metric="euclidean", hessian="shared", selection="sweep",
-                 order="auto", damp=0.01, **_) -> list[LayerChange]:
-    """Prune ``layers`` of ``module`` to ``ratio`` with EC-OBS, in place (see the module
-    docstring); returns what each layer's kept weights and bias did."""
+@dataclass
+class LayerPlan:
+    """EC-OBS's plan of one step: each layer's weights before, removals so far, selector
+    and count of weights removed after the step."""
+
+    weights: list
+    forced: list
+    selectors: list
+    counts: list
+
+
+def plan_layers(module, layers, data, *, ratio, scope="global", layer_floor=0.0,
+                output_metric="euclidean", hessian="shared", selection="sweep",
+                order="auto", damp=0.01) -> LayerPlan:
+    """Measure every layer and plan how many weights each loses (see the module docstring)."""
     metrics = layer_metrics(module, layers, data, output_metric, hessian, damp)
     weights = [effective_weight(layer).double() for layer in layers]
     forced = [~kept_mask(layer) for layer in layers]
     selectors = [_LayerSelector(metric, W, f, selection, order)
                  for metric, W, f in zip(metrics, weights, forced)]
-    counts = _plan(selectors, ratio, scope, layer_floor)
-    changes = []
-    for index, layer in enumerate(layers):
-        selector = selectors[index]
-        if index > 0:  # measured again, after the earlier layers' updates
-            metric = layer_metrics(module, layers, data, output_metric, hessian, damp,
-                                   only=[index])[index]
-            selector = _LayerSelector(metric, weights[index], forced[index], selection, order)
-        removed = selector.choose(counts[index])
-        changes.append(_update_layer(layer, selector.metric, weights[index], removed))
-    return changes
+    return LayerPlan(weights, forced, selectors, _plan(selectors, ratio, scope, layer_floor))
+
+
+def prune_layer(module, layers, data, plan: LayerPlan, index, *, output_metric="euclidean",
+                hessian="shared", selection="sweep", order="auto", damp=0.01) -> LayerChange:
+    """Prune ``layers[index]`` to its planned count, measured again after the earlier layers'
+    updates; returns what its kept weights and bias did."""
+    selector = plan.selectors[index]
+    if index > 0:  # measured again, after the earlier layers' updates
+        metric = layer_metrics(module, layers, data, output_metric, hessian, damp,
+                               only=[index])[index]
+        selector = _LayerSelector(metric, plan.weights[index], plan.forced[index], selection,
+                                  order)
+    removed = selector.choose(plan.counts[index])
+    return _update_layer(layers[index], selector.metric, plan.weights[index], removed)
 
 
 class _LayerSelector:
@@ -162,6 +180,7 @@ def _update_layer(layer, metric, W0, removed) -> LayerChange:
     """Write the joint optimum for ``removed`` into ``layer`` and mask the removed weights."""
     change = write_joint_update(layer, metric, W0, removed)
     apply_mask(layer, ~removed)
+    change.compensated = True
     return change
 
 
