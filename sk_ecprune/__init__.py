@@ -30,10 +30,12 @@ _EXPORTS = {
     "layer_sparsity": "sk_ecprune.engine",
     "make_permanent": "sk_ecprune.engine",
     "prune_model": "sk_ecprune.engine",
+    "quantize_model": "sk_ecprune.engine",
+    "LayerQuantization": "sk_ecprune.engine",
+    "QuantizationReport": "sk_ecprune.engine",
+    "QUANTIZERS": "sk_ecprune.engine",
     "register_scorer": "sk_ecprune.engine",
     "score_weights": "sk_ecprune.engine",
-    "quantize_model": "sk_ecprune.engine",
-    "QuantizationReport": "sk_ecprune.engine",
     "register_method": "sk_ecprune.engine",
 }
 

@@ -1,5 +1,5 @@
 """The shared ``fit`` of the estimators, as named stages: validate, build, dense, schedule,
-finalize.
+finalize, quantize.
 
 :class:`_BasePrunedMLP` wraps a skorch network (it does not subclass skorch) and reaches the
 pruning engine through :func:`sk_ecprune.engine.prune_model` alone; it holds no pruning
@@ -37,6 +37,13 @@ from ._build import build_net, early_stopping_callbacks, validation_fraction
 from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
 from ._data import net_inputs, to_tensor
+from ._quantize import (
+    QUANTIZE_METHODS,
+    Quantizer,
+    export_grids,
+    onnx_model_bytes,
+    quantize_network,
+)
 from ._params import (
     ARRAY_LIKE,
     BOOLEAN,
@@ -99,6 +106,11 @@ class _BasePrunedMLP(BaseEstimator):
         "output_metric": [Options({"auto", "euclidean", "fisher"})],
         "max_epochs": [Interval(Integral, 1, None)],
         "finetune_epochs": [Interval(Integral, 0, None)],
+        "quantize_bits": [NONE, Interval(Integral, 2, 8, closed="both")],
+        "quantize_method": [Options(lambda: QUANTIZE_METHODS),
+                            Kind(lambda value: isinstance(value, Quantizer),
+                                 "a quantiser instance of sk_ecprune.engine (e.g. "
+                                 "ECOBSRounding(damp=0.1))")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None)],
         "optimizer": [Options(OPTIMIZERS), CALLABLE],
@@ -128,6 +140,8 @@ class _BasePrunedMLP(BaseEstimator):
         output_metric="auto",
         max_epochs=15,
         finetune_epochs=15,
+        quantize_bits=None,
+        quantize_method="ec_obs",
         lr=1e-3,
         batch_size=32,
         optimizer="adam",
@@ -154,6 +168,8 @@ class _BasePrunedMLP(BaseEstimator):
         self.output_metric = output_metric
         self.max_epochs = max_epochs
         self.finetune_epochs = finetune_epochs
+        self.quantize_bits = quantize_bits
+        self.quantize_method = quantize_method
         self.lr = lr
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -205,6 +221,7 @@ class _BasePrunedMLP(BaseEstimator):
             self._fit_dense(data)
             self._prune_and_finetune(data)
             self._finalize()
+            self._quantize(data)
         except BaseException:
             # An interrupt or an error in any stage: nothing of this fit, nor of an earlier
             # one, stays behind (a refit that fails must not leave old and new attributes).
@@ -393,6 +410,31 @@ class _BasePrunedMLP(BaseEstimator):
             self._compact_network()
         self.hidden_layer_sizes_ = hidden_widths(self.net_.module_)
         self._record_curves()
+
+    def _quantize(self, data):
+        """Stage 4: round the final (compacted) network's weights to ``quantize_bits``.
+
+        Last, so that the grids describe the network ``predict`` runs; see
+        :mod:`._quantize`.
+        """
+        quantize_network(self, data, _SCORING_BATCH_SIZE)
+
+    @property
+    def model_bytes_(self):
+        """int or None: size in bytes of the model's ONNX file (``sk_ecprune.onnx``).
+
+        ``skl2onnx.to_onnx(est, X[:1].astype(np.float32))`` with the default options and
+        opset, serialised; computed on first access. None without skl2onnx and onnx.
+        """
+        check_is_fitted(self)
+        if not hasattr(self, "_model_bytes_"):
+            self._model_bytes_ = onnx_model_bytes(self)
+        return self._model_bytes_
+
+    def _export_grids(self, module):
+        """The integer grids of ``module`` (``to_torch()``) for the ONNX export."""
+        check_is_fitted(self)
+        return export_grids(self, module)
 
     def _record_curves(self):
         """scikit-learn's MLP attributes of the training, from the two skorch histories.

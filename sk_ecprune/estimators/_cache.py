@@ -82,6 +82,8 @@ PRUNING_STAGE_PARAMETERS = frozenset(
         "scoring_samples",
         "output_metric",
         "finetune_epochs",
+        "quantize_bits",
+        "quantize_method",
         "memory",
         "verbose",
     }
