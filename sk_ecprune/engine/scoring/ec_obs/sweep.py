@@ -204,19 +204,26 @@ def _within_cap(remove, cost, room):
     return limited
 
 
-def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements=2**25):
+def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements=2**25,
+                 sizes=None):
     """Removals of :func:`sweep` at each threshold of ``taus``: the thresholds run as
-    stacked copies of the rows (a sweep's cost is per-column overhead, not arithmetic)."""
+    stacked copies of the rows (a sweep's cost is per-column overhead, not arithmetic).
+    With ``sizes`` (row counts of consecutive groups, e.g. layers swept together), each
+    threshold's count per group instead of the total."""
     n, d = x0.shape
     xp, fp = plan.to_sweep(x0), plan.to_sweep(forced)
     per = max(1, max_elements // max(1, n * d * (1 if plan.U.shape[0] == 1 else block)))
+    grouped = sizes is not None
+    sizes = list(sizes) if grouped else [n]
     counts = []
     for t0 in range(0, len(taus), per):
         chunk = taus[t0 : t0 + per]
         tau = torch.tensor(chunk, dtype=F64, device=x0.device).repeat_interleave(n)
         removed, _ = sweep(plan.U, plan.fid.repeat(len(chunk)), xp.repeat(len(chunk), 1),
                            beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1), block=block)
-        counts += removed.view(len(chunk), n, d).sum((1, 2)).tolist()
+        per_row = removed.view(len(chunk), n, d).sum(2)
+        per_group = torch.stack([part.sum(1) for part in per_row.split(sizes, 1)], 1)
+        counts += per_group.tolist() if grouped else per_group[:, 0].tolist()
     return counts
 
 
