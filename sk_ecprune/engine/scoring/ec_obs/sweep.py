@@ -6,7 +6,10 @@ The columns of a row are visited once, in a fixed order, with the upper Cholesky
 threshold ``tau``; a removed entry's error is spread over the later columns (lazily, one
 block of columns at a time). Rows are independent given ``tau``, so ``tau`` is set for the
 whole layer by a search on the count it removes, and the layer loses exactly the number of
-weights the plan gave it. Cost: ``n d^2`` per sweep, against OBC's greedy ``n d^3``.
+weights the plan gave it. Cost: ``n d^2`` per sweep, against OBC's greedy ``n d^3``; on
+small layers a sweep's time is the per-column overhead, so the thresholds of a search run
+as stacked copies of the rows (:func:`sweep_counts`), and the planning sweeps layers of
+equal width together.
 
 Column orders (``order=``): ``"row"`` gives every row its own order (ascending single
 costs; one factor per row: ``n d^2`` numbers and ``n d^3 / 3`` operations), ``"layer"`` one
