@@ -14,6 +14,12 @@ Where each part lives:
 - :mod:`._cache`: the ``memory=`` cache of the dense stage.
 """
 
+# The first torch optimizer built in a process imports torch._dynamo (about 800 modules,
+# sympy among them: about a second). Paid here, when the estimators are imported, it does
+# not land inside the first fit, so that each worker of a search fits as fast the first
+# time as the next (and ``fit_time`` means the fit).
+import torch._dynamo  # noqa: F401  (isort: skip)
+
 from ._mlp import PrunedMLPClassifier, PrunedMLPRegressor
 
 __all__ = ["PrunedMLPClassifier", "PrunedMLPRegressor"]

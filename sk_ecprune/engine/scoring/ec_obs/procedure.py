@@ -24,7 +24,7 @@ from ...sensitivities import recorded_sensitivities
 from ..registry import LayerChange
 from .solvers import greedy_sequences, joint_update, single_costs
 from .statistics import RowMetric, UnitStatistics, row_metric
-from .sweep import search_threshold, sweep, sweep_counts, sweep_plan
+from .sweep import SweepPlan, search_threshold, sweep, sweep_counts, sweep_plan
 
 __all__ = ["SELECTIONS", "LayerPlan", "layer_metrics", "plan_layers", "prune_layer",
            "write_joint_update"]
@@ -37,7 +37,9 @@ def layer_metrics(module, layers, data, output_metric="euclidean", hessian="shar
     """Measure the :class:`RowMetric` of every layer (or of the indices in ``only``)."""
     wanted = range(len(layers)) if only is None else only
     stats = {index: UnitStatistics(hessian) for index in wanted}
-    for inputs, sensitivities, w in recorded_sensitivities(module, layers, data, output_metric):
+    # the chain of sensitivities is carried down only to the lowest layer measured
+    for inputs, sensitivities, w in recorded_sensitivities(module, layers, data, output_metric,
+                                                           lowest=min(wanted, default=0)):
         for index, stat in stats.items():
             stat.update(sensitivities[index], inputs[index], w)
     return [None if index not in stats
@@ -143,6 +145,7 @@ def _plan(selectors, ratio, scope, layer_floor):
     per_layer = {-1.0: absent}
 
     def totals(taus):
+        _count_together(selectors, taus)
         rows = [s.counts(taus) for s in selectors]
         for k, tau in enumerate(taus):
             per_layer[tau] = [min(r[k], cap) for r, cap in zip(rows, caps)]
@@ -158,6 +161,31 @@ def _plan(selectors, ratio, scope, layer_floor):
         difference = target - sum(counts)
         counts[index] = min(max(counts[index] + difference, absent[index]), caps[index])
     return counts
+
+
+def _count_together(selectors, taus):
+    """Count ``taus`` in one sweep for every group of sweep layers with one factor per row
+    and equal widths (their rows are independent given a threshold), so that the planning
+    pays each column's per-step overhead once per group instead of once per layer; the
+    counts land in each selector's ``known`` (the layers' own counts are unchanged)."""
+    groups = {}
+    for s in selectors:
+        new = [tau for tau in taus if tau not in s.known]
+        if s.selection == "sweep" and new and s.plan.U.shape[0] == s.W.shape[0] > 1:
+            groups.setdefault((s.W.shape[1], s.W.device, tuple(new)), []).append(s)
+    for (_, _, new), group in groups.items():
+        if len(group) < 2:
+            continue
+        offsets = torch.tensor([0] + [s.W.shape[0] for s in group[:-1]]).cumsum(0)
+        plan = SweepPlan(torch.cat([s.plan.U for s in group]),
+                         torch.cat([s.plan.fid + o for s, o in zip(group, offsets.tolist())]),
+                         torch.cat([s.plan.perm for s in group]))
+        counts = sweep_counts(plan, torch.cat([s.W for s in group]),
+                              torch.cat([s.metric.beta for s in group]), list(new),
+                              torch.cat([s.forced for s in group]),
+                              sizes=[s.W.shape[0] for s in group])
+        for index, s in enumerate(group):
+            s.known.update((tau, row[index]) for tau, row in zip(new, counts))
 
 
 def _lowest(priority, n):
