@@ -96,6 +96,7 @@ class _BasePrunedMLP(BaseEstimator):
         "max_epochs": [Interval(Integral, 1, None)],
         "finetune_epochs": [Interval(Integral, 0, None)],
         "lr": [Interval(Real, 0, None, closed="neither")],
+        "finetune_lr": [NONE, Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None)],
         "optimizer": [Options(OPTIMIZERS), CALLABLE],
         "weight_decay": [Interval(Real, 0, None)],
@@ -125,6 +126,7 @@ class _BasePrunedMLP(BaseEstimator):
         max_epochs=15,
         finetune_epochs=15,
         lr=1e-3,
+        finetune_lr=None,
         batch_size=32,
         optimizer="adam",
         weight_decay=0.0,
@@ -151,6 +153,7 @@ class _BasePrunedMLP(BaseEstimator):
         self.max_epochs = max_epochs
         self.finetune_epochs = finetune_epochs
         self.lr = lr
+        self.finetune_lr = finetune_lr
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.weight_decay = weight_decay
@@ -344,7 +347,8 @@ class _BasePrunedMLP(BaseEstimator):
         return loss
 
     def _start_finetuning(self):
-        """Fresh history, fine-tuning callbacks and optimizer for the fine-tuning."""
+        """Fresh history, fine-tuning callbacks and optimizer (learning rate
+        ``finetune_lr``, else ``lr``) for the fine-tuning."""
         net = self.net_
         net.history = History()
         self._hold_removed_weights_ = HoldRemovedWeights()
@@ -355,6 +359,8 @@ class _BasePrunedMLP(BaseEstimator):
             *early_stopping_callbacks(self),  # fresh ones: each segment stops on its own
         ]
         net.initialize_callbacks()  # fresh timers, scores and table header
+        # skorch builds the optimizer with the net's lr: the fine-tuning one from here on
+        net.lr = self.lr if self.finetune_lr is None else self.finetune_lr
         net.initialize_optimizer()
 
     def _finetune(self, data, epochs, stage="fine-tuning"):

@@ -82,6 +82,7 @@ PRUNING_STAGE_PARAMETERS = frozenset(
         "scoring_samples",
         "output_metric",
         "finetune_epochs",
+        "finetune_lr",
         "memory",
         "verbose",
     }

@@ -50,6 +50,8 @@ class Interval:
     def accepts(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, self.kind):
             return False
+        if value != value:  # NaN: no bound holds, yet every comparison above is False
+            return False
         if self.low is not None:
             if value < self.low or (value == self.low and self.closed in ("right", "neither")):
                 return False
