@@ -66,6 +66,8 @@ OUT_DIR = RESULTS_DIR / "ablation_finetune"
 
 ONE_SHOT = dict(prune_steps=1, gradual=False)
 GRADUAL = dict(prune_steps=5, gradual=True)
+#: Both stages until the validation loss stalls (10% held out, patience 10), at most 200 + 100.
+LONG_ES = dict(max_epochs=200, finetune_epochs=100, early_stopping=True)
 #: Variant -> (group, estimator parameters, fine-tuning options).
 WEIGHT_VARIANTS = {
     "ecobs": ("selection", dict(method="ec_obs", **ONE_SHOT), {}),
@@ -89,6 +91,18 @@ WEIGHT_VARIANTS = {
     "ecobs_gradual5_lr0.1": ("default", dict(method="ec_obs", **GRADUAL), dict(lr_factor=0.1)),
     "magnitude_gradual5_lr0.3": ("default", dict(method="magnitude", **GRADUAL),
                                  dict(lr_factor=0.3)),
+    "ecobs_dense100": ("converged", dict(method="ec_obs", max_epochs=100, **ONE_SHOT), {}),
+    "magnitude_dense100": ("converged", dict(method="magnitude", max_epochs=100, **ONE_SHOT),
+                           {}),
+    "ecobs_gradual5_dense100": ("converged", dict(method="ec_obs", max_epochs=100, **GRADUAL),
+                                {}),
+    "magnitude_gradual5_dense100": ("converged", dict(method="magnitude", max_epochs=100,
+                                                      **GRADUAL), {}),
+    "ecobs_es_long": ("stopped", dict(method="ec_obs", **LONG_ES, **ONE_SHOT), {}),
+    "magnitude_es_long": ("stopped", dict(method="magnitude", **LONG_ES, **ONE_SHOT), {}),
+    "ecobs_gradual5_es_long": ("stopped", dict(method="ec_obs", **LONG_ES, **GRADUAL), {}),
+    "magnitude_gradual5_es_long": ("stopped", dict(method="magnitude", **LONG_ES, **GRADUAL),
+                                   {}),
 }
 NEURON = dict(granularity="neuron")
 NEURON_VARIANTS = {
@@ -115,7 +129,21 @@ NEURON_VARIANTS = {
     "neuron_magnitude_gradual5": ("default", dict(method="magnitude", **NEURON, **GRADUAL), {}),
     "neuron_ecobs_gradual5_lr0.3": ("default", dict(method="ec_obs", **NEURON, **GRADUAL),
                                     dict(lr_factor=0.3)),
+    "neuron_ecobs_dense100": ("converged", dict(method="ec_obs", max_epochs=100, **NEURON,
+                                                **ONE_SHOT), {}),
+    "neuron_magnitude_dense100": ("converged", dict(method="magnitude", max_epochs=100,
+                                                    **NEURON, **ONE_SHOT), {}),
+    "neuron_ecobs_gradual5_dense100": ("converged", dict(method="ec_obs", max_epochs=100,
+                                                         **NEURON, **GRADUAL), {}),
+    "neuron_ecobs_es_long": ("stopped", dict(method="ec_obs", **LONG_ES, **NEURON, **ONE_SHOT),
+                             {}),
+    "neuron_magnitude_es_long": ("stopped", dict(method="magnitude", **LONG_ES, **NEURON,
+                                                 **ONE_SHOT), {}),
+    "neuron_ecobs_gradual5_es_long": ("stopped", dict(method="ec_obs", **LONG_ES, **NEURON,
+                                                      **GRADUAL), {}),
 }
+#: Variants with another dense stage are compared with magnitude's with the same one.
+SUFFIXES = ("_dense100", "_es_long")
 #: The reference each variant's final test loss is compared with, seed by seed.
 REFERENCE = {"weight": "magnitude", "neuron": "neuron_magnitude"}
 CURVE_COLUMNS = ["task", "variant", "group", "seed", "ratio", "epoch", "phase", "train_loss",
@@ -324,11 +352,12 @@ def run_job(task, data, job, memory, threads=1):
     X_tr, X_te, y_tr, y_te = data
     recorder = EpochLosses(X_tr, y_tr, X_te, y_te, classification)
     base = PrunedMLPClassifier if classification else PrunedMLPRegressor
-    estimator = ablated_class(base)(
-        hidden_layer_sizes=task["hidden"], activation="prelu", optimizer="adam", lr=1e-3,
-        max_epochs=task["epochs"], finetune_epochs=task.get("finetune_epochs", task["epochs"]),
-        batch_size=task["batch_size"], random_state=int(seed), prune_ratio=ratio,
-        memory=memory, **params)
+    settings = dict(hidden_layer_sizes=task["hidden"], activation="prelu", optimizer="adam",
+                    lr=1e-3, max_epochs=task["epochs"],
+                    finetune_epochs=task.get("finetune_epochs", task["epochs"]),
+                    batch_size=task["batch_size"], random_state=int(seed), prune_ratio=ratio,
+                    memory=memory)
+    estimator = ablated_class(base)(**{**settings, **params})
     estimator._ablation = dict(options, recorder=recorder)
     original = neurons.layer_metrics
     if "neuron_damp" in options:  # the structured update's damping (a module-level default)
@@ -379,7 +408,7 @@ def run_task(task, names, n_jobs, memory_dir, log):
 
 # ------------------------------------------------------------------- figures, tables
 GROUP_REFERENCES = {"selection": (), "damping": ("ecobs",), "finetune": ("ecobs", "magnitude"),
-                    "default": ("ecobs", "magnitude")}
+                    "default": ("ecobs", "magnitude"), "converged": (), "stopped": ()}
 
 
 def plot_curves(curves, out_dir, log):
@@ -422,12 +451,15 @@ def summary_tables(results):
     for (task, ratio), rows in results.groupby(["task", "ratio"], sort=False):
         reference = REFERENCE["neuron" if rows.variant.str.startswith("neuron").any()
                               else "weight"]
-        ref = rows[rows.variant == reference].set_index("seed").test_loss
         out += [f"### {task}, r = {ratio:g} ({rows.seed.nunique()} seeds)\n",
                 "| variant | pruned: train / test | final: train / test | best epoch's test "
-                f"(epoch) | test below {reference}'s (median ratio) |",
+                f"(epoch) | test below {reference}'s (median ratio; ``_dense100`` and "
+                "``_es_long``: below magnitude's with the same suffix) |",
                 "|---|---|---|---|---|"]
         for name, sub in rows.groupby("variant", sort=False):
+            # a variant with the longer dense training against magnitude's with the same
+            ref_name = reference + next((x for x in SUFFIXES if name.endswith(x)), "")
+            ref = rows[rows.variant == ref_name].set_index("seed").test_loss
             sub = sub.set_index("seed")
             pairs = [(sub.test_loss[s], ref[s]) for s in sub.index if s in ref.index]
             wins = (f"{sum(a < b for a, b in pairs)}/{len(pairs)} "
@@ -440,11 +472,31 @@ def summary_tables(results):
     return "\n".join(out)
 
 
+def best_epochs(results, curves):
+    """``results`` with the best test loss and its epoch recomputed from ``curves``, among
+    the epochs at the final sparsity (after a gradual schedule's last pruning)."""
+    keys = ["task", "variant", "seed", "ratio"]
+    best = {}
+    for key, rows in curves.groupby(keys):
+        last = rows[rows.phase == "pruned"].epoch.max()
+        tuned = rows[(rows.phase == "finetune") & (rows.epoch > last)]
+        if len(tuned):
+            row = tuned.loc[tuned.test_loss.idxmin()]
+            best[key] = (row.test_loss, row.epoch)
+    results = results.copy()
+    for index, row in results.iterrows():
+        if tuple(row[keys]) in best:
+            results.loc[index, ["best_test_loss", "best_epoch"]] = best[tuple(row[keys])]
+    return results
+
+
 def make_outputs(out_dir, log):
     import pandas as pd
 
-    plot_curves(pd.read_csv(out_dir / "curves.csv"), out_dir, log)
-    (out_dir / "summary.md").write_text(summary_tables(pd.read_csv(out_dir / "results.csv")))
+    curves = pd.read_csv(out_dir / "curves.csv")
+    plot_curves(curves, out_dir, log)
+    results = best_epochs(pd.read_csv(out_dir / "results.csv"), curves)
+    (out_dir / "summary.md").write_text(summary_tables(results))
     log(f"wrote {shown(out_dir / 'summary.md')}")
 
 

@@ -15,6 +15,20 @@ from sk_ecprune.engine import kept_masks, make_permanent, prune_model  # noqa: E
 pd = pytest.importorskip("pandas")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def registry_restored():
+    """The ablation registers methods of its own: gone after this module (README's table of
+    methods and the parameter messages list the registry)."""
+    from sk_ecprune.engine import SCORERS
+    from sk_ecprune.engine.scoring import PROCEDURES
+
+    saved = dict(SCORERS), dict(PROCEDURES)
+    yield
+    for registry, before in zip((SCORERS, PROCEDURES), saved):
+        registry.clear()
+        registry.update(before)
+
+
 @pytest.fixture(scope="module")
 def ablation(load_script):
     module = load_script("ablation_finetune")
