@@ -112,6 +112,7 @@ class _BasePrunedMLP(BaseEstimator):
                                  "a quantiser instance of sk_ecprune.engine (e.g. "
                                  "ECOBSRounding(damp=0.1))")],
         "lr": [Interval(Real, 0, None, closed="neither")],
+        "finetune_lr": [NONE, Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None)],
         "optimizer": [Options(OPTIMIZERS), CALLABLE],
         "weight_decay": [Interval(Real, 0, None)],
@@ -143,6 +144,7 @@ class _BasePrunedMLP(BaseEstimator):
         quantize_bits=None,
         quantize_method="ec_obs",
         lr=1e-3,
+        finetune_lr=None,
         batch_size=32,
         optimizer="adam",
         weight_decay=0.0,
@@ -171,6 +173,7 @@ class _BasePrunedMLP(BaseEstimator):
         self.quantize_bits = quantize_bits
         self.quantize_method = quantize_method
         self.lr = lr
+        self.finetune_lr = finetune_lr
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.weight_decay = weight_decay
@@ -365,7 +368,8 @@ class _BasePrunedMLP(BaseEstimator):
         return loss
 
     def _start_finetuning(self):
-        """Fresh history, fine-tuning callbacks and optimizer for the fine-tuning."""
+        """Fresh history, fine-tuning callbacks and optimizer (learning rate
+        ``finetune_lr``, else ``lr``) for the fine-tuning."""
         net = self.net_
         net.history = History()
         self._hold_removed_weights_ = HoldRemovedWeights()
@@ -376,6 +380,8 @@ class _BasePrunedMLP(BaseEstimator):
             *early_stopping_callbacks(self),  # fresh ones: each segment stops on its own
         ]
         net.initialize_callbacks()  # fresh timers, scores and table header
+        # skorch builds the optimizer with the net's lr: the fine-tuning one from here on
+        net.lr = self.lr if self.finetune_lr is None else self.finetune_lr
         net.initialize_optimizer()
 
     def _finetune(self, data, epochs, stage="fine-tuning"):

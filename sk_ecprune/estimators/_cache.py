@@ -84,6 +84,7 @@ PRUNING_STAGE_PARAMETERS = frozenset(
         "finetune_epochs",
         "quantize_bits",
         "quantize_method",
+        "finetune_lr",
         "memory",
         "verbose",
     }

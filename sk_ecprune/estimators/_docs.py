@@ -101,7 +101,15 @@ default="prelu"
         Measured on the ``scoring_samples`` rows. Ignored when ``quantize_bits`` is None.
 
     lr : float > 0, default=1e-3
-        Learning rate of both phases.
+        Learning rate of the dense training (and of the fine-tuning unless
+        ``finetune_lr`` is given).
+
+    finetune_lr : float > 0 or None, default=None
+        Learning rate of the fine-tuning after pruning (its optimizer is a fresh one);
+        None uses ``lr``. A smaller one keeps the fine-tuned network closer to what the
+        pruning left: measured to help where the dense network already overfits
+        (small data, whole units removed) and to hurt where the dense training had not
+        converged (``benchmarks/RESULTS.md``, "Fine-tuning ablation").
 
     batch_size : int >= 1, default=32
         Mini-batch size of training. Small batches give the default 15 epochs enough
@@ -165,8 +173,8 @@ default="prelu"
         Cache of the trained dense network, as ``Pipeline(memory=...)``: a directory or
         a :class:`joblib.Memory`. Fits that differ only in ``prune_ratio``, ``method``,
         ``scope``, ``prune_steps``, ``gradual``, ``layer_floor``, ``scoring_samples``,
-        ``output_metric``, ``finetune_epochs``, ``quantize_bits``, ``quantize_method``
-        or ``verbose`` (for example
+        ``output_metric``, ``finetune_epochs``, ``finetune_lr``, ``quantize_bits``,
+        ``quantize_method`` or ``verbose`` (for example
         the grid points of a ``GridSearchCV`` on one fold) train the dense network once
         and load it afterwards; any other parameter, the data, the seed, the versions
         of Python, torch, skorch, scikit-learn or numpy, or sk_ecprune's source start
