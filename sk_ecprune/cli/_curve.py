@@ -10,11 +10,11 @@ folds. The table of the same numbers is printed.
 import tempfile
 import time
 
-from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+from sklearn.model_selection import GridSearchCV
 
 from ._args import UsageError, model_params
 from ._data import read_table
-from ._fit import resolve_task
+from ._fit import cv_folds, resolve_task
 from ._model import make_model, mlp_prefix
 
 __all__ = ["run_curve"]
@@ -23,8 +23,7 @@ __all__ = ["run_curve"]
 def _search(model, table, task, args, cache):
     prefix = mlp_prefix(model)
     model.set_params(**{prefix + "memory": cache})
-    folds = (StratifiedKFold if task == "classification" else KFold)(
-        args.cv, shuffle=True, random_state=args.random_state)
+    folds = cv_folds(task, args.cv, args.random_state)
     grid = {prefix + "prune_ratio": list(args.ratios), prefix + "method": list(args.methods)}
     return GridSearchCV(model, grid, cv=folds, refit=False).fit(table.X, table.y)
 

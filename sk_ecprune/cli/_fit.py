@@ -14,13 +14,13 @@ import time
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, train_test_split
 
 from ._args import CommandError, UsageError, model_params
 from ._data import infer_task, read_table
 from ._model import make_model, mlp_of, mlp_prefix, pickled_size, write_model
 
-__all__ = ["resolve_task", "run_fit", "split"]
+__all__ = ["cv_folds", "resolve_task", "run_fit", "split"]
 
 
 def split(table, task, test_size, random_state):
@@ -55,14 +55,22 @@ def _check_split(table, task, args):
                          f"there are {n_train}")
 
 
-def _fit(model, X_train, y_train, args, cache):
+def cv_folds(task, k, random_state):
+    """Shuffled K folds, stratified for a classification (a file sorted by its target
+    would otherwise give folds of other distributions)."""
+    kind = StratifiedKFold if task == "classification" else KFold
+    return kind(k, shuffle=True, random_state=random_state)
+
+
+def _fit(model, task, X_train, y_train, args, cache):
     """Fit ``model`` (through the search over ``--ratios`` with ``--cv``); return the fitted
     model and the search (or None)."""
     prefix = mlp_prefix(model)
     model.set_params(**{prefix + "memory": cache})
     if not args.cv:
         return model.fit(X_train, y_train), None
-    search = GridSearchCV(model, {prefix + "prune_ratio": list(args.ratios)}, cv=args.cv)
+    folds = cv_folds(task, args.cv, args.random_state)
+    search = GridSearchCV(model, {prefix + "prune_ratio": list(args.ratios)}, cv=folds)
     search.fit(X_train, y_train)
     return search.best_estimator_, search
 
@@ -101,7 +109,7 @@ def run_fit(args):
           f"{args.test_size:g}, random state {args.random_state}"
           f"{', stratified' if task == 'classification' else ''})", flush=True)
     with tempfile.TemporaryDirectory(prefix="sk_ecprune_cache_") as cache:
-        fitted, search = _fit(model, X_train, y_train, args, cache)
+        fitted, search = _fit(model, task, X_train, y_train, args, cache)
         dense = _dense_score(fitted, X_train, y_train, X_test, y_test)
     fitted.set_params(**{mlp_prefix(fitted) + "memory": None})  # the cache is gone
     _report(fitted, search, task, dense, X_test, y_test, args, start)
