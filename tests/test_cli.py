@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 
 import sk_ecprune
 from sk_ecprune.cli import main
+from sk_ecprune.cli._fit import sparsest_best
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"(-?\d+\.\d+)"
@@ -105,8 +106,9 @@ def test_fit_regression_with_cv_writes_an_onnx_model_in_the_targets_units(data_d
     assert "regression (inferred" in result.stdout
     cv_rows = re.findall(rf"^  (0\.[58])\s+{NUMBER} ± {NUMBER}$", result.stdout, re.M)
     assert [r for r, *_ in cv_rows] == ["0.5", "0.8"], result.stdout
-    best = max(cv_rows, key=lambda row: float(row[1]))[0]
-    assert f"chosen prune ratio: {best} " in result.stdout
+    top = max(float(mean) for _, mean, _ in cv_rows)  # (printed to 4 decimals)
+    best = re.search(r"^chosen prune ratio: (0\.[58]) ", result.stdout, re.M)[1]
+    assert best in {r for r, mean, _ in cv_rows if float(mean) == top}, result.stdout
     assert sparsity == pytest.approx(float(best), abs=0.01)
     X, y = _read_csv(data_dir / "prices.csv", "price")
     y = y.astype(float)
@@ -221,6 +223,14 @@ def test_a_bad_argument_ends_without_a_traceback(data_dir):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("usage: python -m sk_ecprune fit"), result.stderr
     assert "error: animals.csv has no column 'nope'" in result.stderr
+
+
+def test_a_tie_in_the_search_goes_to_the_highest_ratio():
+    results = {"mean_test_score": [0.9, 0.95, 0.95, 0.8],
+               "params": [{"mlp__prune_ratio": r} for r in (0.5, 0.7, 0.8, 0.9)]}
+    assert sparsest_best(results) == 2
+    results["mean_test_score"] = [0.9, 0.97, 0.95, 0.8]
+    assert sparsest_best(results) == 1
 
 
 def test_version(capsys):

@@ -20,7 +20,7 @@ from ._args import CommandError, UsageError, model_params
 from ._data import infer_task, read_table
 from ._model import make_model, mlp_of, mlp_prefix, pickled_size, write_model
 
-__all__ = ["cv_folds", "resolve_task", "run_fit", "split"]
+__all__ = ["cv_folds", "resolve_task", "run_fit", "sparsest_best", "split"]
 
 
 def split(table, task, test_size, random_state):
@@ -62,6 +62,15 @@ def cv_folds(task, k, random_state):
     return kind(k, shuffle=True, random_state=random_state)
 
 
+def sparsest_best(cv_results):
+    """Index of the highest prune ratio among those of the best mean score (a tie, common
+    on small test folds, goes to the smaller model)."""
+    scores = np.asarray(cv_results["mean_test_score"], dtype=float)
+    key = next(k for k in cv_results["params"][0] if k.endswith("prune_ratio"))
+    best = np.flatnonzero(scores >= np.nanmax(scores))
+    return int(max(best, key=lambda i: cv_results["params"][i][key]))
+
+
 def _fit(model, task, X_train, y_train, args, cache):
     """Fit ``model`` (through the search over ``--ratios`` with ``--cv``); return the fitted
     model and the search (or None)."""
@@ -70,7 +79,8 @@ def _fit(model, task, X_train, y_train, args, cache):
     if not args.cv:
         return model.fit(X_train, y_train), None
     folds = cv_folds(task, args.cv, args.random_state)
-    search = GridSearchCV(model, {prefix + "prune_ratio": list(args.ratios)}, cv=folds)
+    search = GridSearchCV(model, {prefix + "prune_ratio": list(args.ratios)}, cv=folds,
+                          refit=sparsest_best)
     search.fit(X_train, y_train)
     return search.best_estimator_, search
 
@@ -91,7 +101,7 @@ def _cv_lines(search):
                                  results["std_test_score"]):
         lines.append(f"  {params[key]:<6g} {mean:.4f} ± {std:.4f}")
     best = search.best_params_[key]
-    lines.append(f"chosen prune ratio: {best:g} (best mean score)")
+    lines.append(f"chosen prune ratio: {best:g} (the highest of the best mean score)")
     return lines
 
 
