@@ -225,6 +225,14 @@ def test_a_bad_argument_ends_without_a_traceback(data_dir):
     assert "error: animals.csv has no column 'nope'" in result.stderr
 
 
+def test_a_failed_fit_is_a_message_and_status_1(capsys, data_dir):
+    status = main(["fit", str(data_dir / "prices.csv"), "--target", "price", "--quick",
+                   "--lr", "1e30", "--out", str(data_dir / "diverged.joblib")])
+    err = capsys.readouterr().err
+    assert status == 1 and "fit: error: the fit failed: Training diverged" in err
+    assert "smaller lr" in err and not (data_dir / "diverged.joblib").exists()
+
+
 def test_a_tie_in_the_search_goes_to_the_highest_ratio():
     results = {"mean_test_score": [0.9, 0.95, 0.95, 0.8],
                "params": [{"mlp__prune_ratio": r} for r in (0.5, 0.7, 0.8, 0.9)]}

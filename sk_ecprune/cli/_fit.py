@@ -119,8 +119,11 @@ def run_fit(args):
           f"{args.test_size:g}, random state {args.random_state}"
           f"{', stratified' if task == 'classification' else ''})", flush=True)
     with tempfile.TemporaryDirectory(prefix="sk_ecprune_cache_") as cache:
-        fitted, search = _fit(model, task, X_train, y_train, args, cache)
-        dense = _dense_score(fitted, X_train, y_train, X_test, y_test)
+        try:
+            fitted, search = _fit(model, task, X_train, y_train, args, cache)
+            dense = _dense_score(fitted, X_train, y_train, X_test, y_test)
+        except ValueError as exc:  # the estimators' own errors say what to change
+            raise CommandError(f"the fit failed: {exc}") from exc
     fitted.set_params(**{mlp_prefix(fitted) + "memory": None})  # the cache is gone
     _report(fitted, search, task, dense, X_test, y_test, args, start)
     return 0
