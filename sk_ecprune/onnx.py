@@ -40,6 +40,7 @@ Conventions, as skl2onnx's converters of scikit-learn's own models:
 try:
     from onnx import TensorProto, numpy_helper
     from skl2onnx import update_registered_converter
+    from skl2onnx._parse import _parse_sklearn_classifier
     from skl2onnx.common.data_types import (
         DoubleTensorType,
         FloatTensorType,
@@ -59,6 +60,7 @@ except ImportError as exc:  # the converters are an optional feature of the pack
     ) from exc
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 __all__ = [
@@ -115,6 +117,7 @@ def _classifier_shapes(operator):
     ``nocl`` and string labels); the probabilities are ``(N, n_classes)`` in the
     output tensor type.
     """
+    check_is_fitted(operator.raw_operator)
     _check_operator_input(operator)
     calculate_linear_classifier_output_shapes(operator)
     n_rows = operator.inputs[0].get_first_dimension()
@@ -127,6 +130,7 @@ def _regressor_shapes(operator):
 
     Always 2-D, as skl2onnx's regressors: a single target is ``(N, 1)``.
     """
+    check_is_fitted(operator.raw_operator)
     n_rows = _check_operator_input(operator)
     n_outputs = int(operator.raw_operator.n_outputs_)
     operator.outputs[0].type = _output_tensor_type(operator)([n_rows, n_outputs])
@@ -384,6 +388,13 @@ def convert_regressor(scope, operator, container):
     _emit_output(scope, container, operator, prediction, operator.outputs[0])
 
 
+def _classifier_parser(scope, model, inputs, custom_parsers=None):
+    """skl2onnx's classifier parser, after checking that ``model`` is fitted (it reads
+    ``classes_`` before any shape calculator runs)."""
+    check_is_fitted(model)
+    return _parse_sklearn_classifier(scope, model, inputs, custom_parsers=custom_parsers)
+
+
 def register_converters():
     """Register the shape calculators and converters of both estimators with skl2onnx.
 
@@ -398,6 +409,7 @@ def register_converters():
         CLASSIFIER_ALIAS,
         _classifier_shapes,
         convert_classifier,
+        parser=_classifier_parser,
         options=_CLASSIFIER_OPTIONS,  # "zipmap" also registers skl2onnx's classifier parser
     )
     update_registered_converter(

@@ -214,7 +214,7 @@ def ec_obs_neurons(module, layers, hidden, data, *, output_metric="euclidean", *
 
 class _UnitStatistics:
     """Streaming ``E[S]``, ``E[S z]``, ``E[S z^2]`` per unit, about a per-unit shift (the
-    first batch's mean, so that ``C - A^2/B`` does not cancel), summed in float64."""
+    first batch's mean, so that ``C - A^2/B`` does not cancel), in float64."""
 
     def __init__(self):
         self.n = 0.0  # rows seen, or their total weight
@@ -226,21 +226,26 @@ class _UnitStatistics:
             self.shift = z.mean(0)
             self.B, self.A, self.C = (torch.zeros(z.shape[1], dtype=torch.float64,
                                                   device=z.device) for _ in range(3))
-        centred = z - self.shift
+        centred = z.double() - self.shift.double()
         if w is None:
             self.n += z.shape[0]
         else:
             S = S * w.unsqueeze(1)
             self.n += float(w.sum(dtype=torch.float64))
-        self.B += S.sum(0, dtype=torch.float64)
-        self.A += (S * centred).sum(0, dtype=torch.float64)
-        self.C += (S * centred.square()).sum(0, dtype=torch.float64)
+        S = S.double()
+        self.B += S.sum(0)
+        self.A += (S * centred).sum(0)
+        self.C += (S * centred.square()).sum(0)
 
     def cost_and_constant(self):
+        """Per unit: the cost ``C - A^2/B`` (0 for a dead unit, or one constant on the
+        weighted rows: the bias absorbs it exactly) and the constant ``E_S[z]``."""
         B, A, C = self.B / self.n, self.A / self.n, self.C / self.n
         alive = B > 0
         mean = torch.where(alive, A / torch.where(alive, B, torch.ones_like(B)), 0.0)
-        cost = torch.where(alive, (C - A * mean).clamp_min(0), 0.0)
+        cost = C - A * mean
+        mean_square = C + 2 * self.shift.double() * A + self.shift.double().square() * B
+        cost = torch.where(alive & (cost > 1e-9 * mean_square.clamp_min(0)), cost, 0.0)
         return cost, mean + self.shift.double()
 
 

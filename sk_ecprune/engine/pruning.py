@@ -114,12 +114,13 @@ def prune_model(
         check_reachable([layer.weight.numel() for layer in layers], plan.ratio, plan.floor)
     before = [kept_mask(layer) for layer in layers]
     run = _run_neuron_steps if plan.granularity == "neuron" else _run_steps
-    shifts, changes, compensated = run(module, layers, (X, y, sample_weight), plan,
-                                       _sparsity(before))
+    shifts, changes, compensated, damping = run(module, layers, (X, y, sample_weight), plan,
+                                                _sparsity(before))
     report = PruningReport(method, plan.ratio, scope, compensated, plan.steps,
                            granularity=plan.granularity)
-    report.layers = [_layer_report(name, layer, kept, shift, change)
-                     for (name, layer), kept, shift, change in zip(named, before, shifts, changes)]
+    report.layers = [_layer_report(name, layer, kept, shift, change, added)
+                     for (name, layer), kept, shift, change, added
+                     in zip(named, before, shifts, changes, damping)]
     report.time_s = time.perf_counter() - start_time
     return report
 
@@ -161,13 +162,15 @@ class _Plan:
 
 def _run_procedure_steps(module, layers, data, plan, start_sparsity):
     """Every step of the schedule through the method's own procedure (:data:`PROCEDURES`);
-    returns the summed bias shift and weight change per layer, and True (compensated)."""
+    returns the summed bias shift and weight change per layer, True (compensated) and the
+    largest damping a factorisation had to add per layer."""
     if plan.compensate is False:
         raise ValueError(f"method={plan.method!r} compensates as it removes; "
                          "compensate=False is not available for it.")
     X, y, sample_weight = data
     options = plan.score_options
     shifts, changes = [None] * len(layers), [0.0] * len(layers)
+    damping = [0.0] * len(layers)
     check_finite = options["check_finite"]
     for step_ratio in step_ratios(plan.ratio, plan.steps, min(start_sparsity, plan.ratio)):
         with scoring_session(module, X, y, options["batch_size"], check_finite,
@@ -182,7 +185,8 @@ def _run_procedure_steps(module, layers, data, plan, start_sparsity):
                 shift = change.bias_shift.detach().double()
                 shifts[index] = shift if shifts[index] is None else shifts[index] + shift
             changes[index] += float(change.weight_change)
-    return shifts, changes, True
+            damping[index] = max(damping[index], float(change.added_damping))
+    return shifts, changes, True, damping
 
 
 def _run_steps(module, layers, data, plan, start_sparsity):
@@ -210,13 +214,14 @@ def _run_steps(module, layers, data, plan, start_sparsity):
                 shift = add_bias_shift(layer, importance.bias_shifts[index],
                                        kept[index] & ~keep[index])
                 shifts[index] = shift if shifts[index] is None else shifts[index] + shift
-    return shifts, [0.0] * len(layers), bool(compensate)
+    return shifts, [0.0] * len(layers), bool(compensate), [0.0] * len(layers)
 
 
 def _run_neuron_steps(module, layers, data, plan, start_sparsity):
     """The schedule for ``granularity="neuron"``: whole units, compensated in the consumer."""
     X, _, sample_weight = data
     shifts = [None] * len(layers)
+    damping = [0.0] * len(layers)
     compensate = plan.compensate
     options = plan.score_options
     n_weights = sum(layer.weight.numel() for layer in layers)
@@ -235,7 +240,10 @@ def _run_neuron_steps(module, layers, data, plan, start_sparsity):
         for layer, shift in remove_units(hidden, take, importance, compensate).items():
             index = layers.index(layer)
             shifts[index] = shift if shifts[index] is None else shifts[index] + shift
-    return shifts, [0.0] * len(layers), bool(compensate)
+        for h, metric in zip(hidden, importance.metrics or []):
+            index = layers.index(h.consumer)
+            damping[index] = max(damping[index], metric.relative_added_damping())
+    return shifts, [0.0] * len(layers), bool(compensate), damping
 
 
 def _decide_compensation(requested, importance, layers, method):
@@ -254,21 +262,27 @@ def _sparsity(masks) -> float:
     return 1 - sum(int(k.sum()) for k in masks) / sum(k.numel() for k in masks)
 
 
-def _layer_report(name, layer, kept_before, shift, change=0.0) -> LayerReport:
+def _layer_report(name, layer, kept_before, shift, change=0.0, damping=0.0) -> LayerReport:
     kept_after = kept_mask(layer)
     return LayerReport(name, kept_after.numel(), int((~kept_after).sum()),
                        int((kept_before & ~kept_after).sum()),
-                       None if shift is None else shift.detach().cpu(), float(change))
+                       None if shift is None else shift.detach().cpu().numpy(), float(change),
+                       float(damping))
 
 
 def _subsample(X, y, sample_weight, max_samples, random_state):
     """``max_samples`` rows of X (and of y and the weights) drawn without replacement, in
-    their order."""
+    their order; with weights, among the rows of positive weight (the others add nothing to
+    an expectation, and a draw of only such rows would leave none to score on)."""
     if max_samples is None or len(X) <= max_samples:
         return X, y, sample_weight
     max_samples = check_positive_int("max_samples", max_samples)
-    rows = torch.randperm(len(X), generator=make_generator(random_state))[:max_samples]
-    rows = rows.sort().values
+    candidates = _positive_rows(sample_weight, len(X))
+    if len(candidates) <= max_samples:
+        rows = candidates
+    else:
+        draw = torch.randperm(len(candidates), generator=make_generator(random_state))
+        rows = candidates[draw[:max_samples]].sort().values
 
     def take(data):
         if data is None:
@@ -278,3 +292,21 @@ def _subsample(X, y, sample_weight, max_samples, random_state):
         return np.asarray(data)[rows.numpy()]
 
     return take(X), take(y), take(sample_weight)
+
+
+def _positive_rows(sample_weight, n_samples):
+    """Indices of the rows of positive weight (all rows without weights, or when the
+    weights are malformed: the scoring session then says what is wrong with them)."""
+    everything = torch.arange(n_samples)
+    if sample_weight is None:
+        return everything
+    try:
+        weights = torch.as_tensor(np.asarray(
+            sample_weight.detach().cpu() if isinstance(sample_weight, torch.Tensor)
+            else sample_weight, dtype=np.float64))
+    except (TypeError, ValueError):
+        return everything
+    if weights.shape != (n_samples,) or not bool(torch.isfinite(weights).all()) or bool(
+            (weights < 0).any()) or not bool((weights > 0).any()):
+        return everything
+    return torch.nonzero(weights > 0).squeeze(1)

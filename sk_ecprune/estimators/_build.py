@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from skorch.dataset import ValidSplit
 
-from ._callbacks import RaiseOnDivergence, StopEarly, ValidationScore
+from ._callbacks import RaiseOnDivergence, StopEarly, ValidationScore, print_line
 from ._data import TensorBatchIterator, TensorDataset
 from ._mlp_module import MLP
 from ._net import net_class
@@ -66,9 +66,17 @@ def build_net(estimator, hidden_layer_sizes, device, seed):
         callbacks=[("raise_on_divergence", divergence), *early_stopping_callbacks(estimator)],
         device=str(device),
         verbose=estimator.verbose,
+        **_print_log_options(estimator),
         **_data_path_options(),
         **_optimizer_options(estimator, device),
     )
+
+
+def _print_log_options(estimator):
+    """Silent nets carry no printing callback; others print through :func:`print_line`."""
+    if not estimator.verbose:
+        return {"callbacks__print_log": None}
+    return {"callbacks__print_log__sink": print_line}
 
 
 def _data_path_options():
@@ -109,6 +117,7 @@ def early_stopping_callbacks(estimator):
         threshold_mode="abs",
         lower_is_better=True,
         load_best=True,
+        sink=print_line,
     )
     return [("valid_score", ValidationScore(estimator._validation_score)),
             ("early_stopping", stop)]

@@ -29,8 +29,7 @@ class _ECStatistics:
     """Streaming sums of B, A and C for one layer.
 
     ``z`` is centred on a per-feature shift (the first batch's mean) before the products, so
-    that ``C - A^2 / B`` does not cancel catastrophically when computed in float32; the batch
-    products run in the module's precision and are summed in float64.
+    that ``C - A^2 / B`` does not cancel catastrophically; products and sums run in float64.
     """
 
     def __init__(self):
@@ -45,15 +44,16 @@ class _ECStatistics:
             self.B = torch.zeros(s.shape[1], dtype=torch.float64, device=s.device)
             self.A = torch.zeros(s.shape[1], z.shape[1], dtype=torch.float64, device=s.device)
             self.C = torch.zeros_like(self.A)
-        centred = z - self.shift
+        centred = z.double() - self.shift.double()
         if w is None:
             self.total += z.shape[0]
         else:
             s = s * w.unsqueeze(1)
             self.total += float(w.sum(dtype=torch.float64))
-        self.B += s.sum(0, dtype=torch.float64)
-        self.A += (s.T @ centred).double()
-        self.C += (s.T @ centred.square()).double()
+        s = s.double()
+        self.B += s.sum(0)
+        self.A += s.T @ centred
+        self.C += s.T @ centred.square()
 
     def means(self):
         """``B``, ``A`` and ``C`` as expectations, ``A`` and ``C`` still about the shift."""
@@ -65,8 +65,7 @@ class _ECStatistics:
         alive = (B > 0).unsqueeze(1)
         safe_B = torch.where(alive, B.unsqueeze(1), torch.ones_like(B).unsqueeze(1))
         weighted_mean = A / safe_B  # E_s[z - shift]
-        # C - A^2/B is a variance (>= 0); rounding may push a constant input slightly below.
-        variance = (C - A * weighted_mean).clamp_min(0)
+        variance = _variance(B, A, C, self.shift.double())
         W = weight.double()
         scores = torch.where(alive, W.square() * variance, 0.0)
         shifts = torch.where(alive, W * (weighted_mean + self.shift.double()), 0.0)
@@ -78,6 +77,18 @@ class _ECStatistics:
         c = self.shift.double()
         uncentred_C = C + 2 * c * A + c.square() * B.unsqueeze(1)
         return weight.double().square() * uncentred_C.clamp_min(0)
+
+
+def _variance(B, A, C, shift):
+    """``C - A^2/B`` (``B`` times the ``s``-weighted variance of each input), 0 where the
+    input is constant: at or below the rounding level (1e-9) of its weighted mean square,
+    where the bias absorbs its weight exactly (rounding would otherwise leave a residue or
+    push it below zero)."""
+    alive = (B > 0).unsqueeze(1)
+    B = B.unsqueeze(1)
+    variance = C - A * torch.where(alive, A / torch.where(alive, B, 1.0), 0.0)
+    mean_square = C + 2 * shift * A + shift.square() * B  # B E_s[z^2]
+    return torch.where(variance > 1e-9 * mean_square.clamp_min(0), variance, 0.0)
 
 
 def ec_statistics(

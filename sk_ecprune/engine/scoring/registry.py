@@ -72,10 +72,14 @@ class LayerChange:
         The change of the bias (None if it did not move).
     weight_change : float
         Norm of the change of the kept weights (0 if they did not move).
+    added_damping : float
+        Damping a factorisation had to add beyond the method's own, relative to the
+        matrix's mean diagonal (0 if none was needed; see ``LayerReport``).
     """
 
     bias_shift: torch.Tensor | None = None
     weight_change: float = 0.0
+    added_damping: float = 0.0
 
 
 def register_scorer(name: str, *, procedure: Callable | None = None):

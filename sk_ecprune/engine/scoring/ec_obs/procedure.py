@@ -177,4 +177,5 @@ def write_joint_update(layer, metric, W0, removed) -> LayerChange:
         shift = torch.where(metric.beta > 0, -(metric.zmean * delta).sum(1), 0.0)
     bias = None if shift is None else layer.bias.detach().double() + shift
     set_parameters(layer, new_weight, bias)
-    return LayerChange(shift, float(torch.where(removed, 0.0, delta).norm()))
+    return LayerChange(shift, float(torch.where(removed, 0.0, delta).norm()),
+                       metric.relative_added_damping())

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .statistics import RowMetric
+from .statistics import RowMetric, robust_cholesky
 
 __all__ = ["ORDERS", "SweepPlan", "search_threshold", "sweep", "sweep_counts", "sweep_plan"]
 
@@ -77,7 +77,8 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
         rows = first_row[f0 : f0 + step]
         p = perm[rows]
         sub = P[metric.group[rows].view(-1, 1, 1), p.unsqueeze(2), p.unsqueeze(1)]
-        U[f0 : f0 + step] = torch.linalg.cholesky(sub, upper=True)  # (K_pp)^-1 = (K^-1)_pp
+        # (K_pp)^-1 = (K^-1)_pp; robust: a block of an ill-conditioned K^-1 may need a ridge
+        U[f0 : f0 + step] = robust_cholesky(sub, upper=True)[0]
     return SweepPlan(U, fid, perm.contiguous())
 
 
