@@ -22,7 +22,7 @@ MODEL_SUFFIXES = (".joblib", ".skops", ".onnx")
 #: Packages each output format needs, and how to install them.
 OUT_NEEDS = {
     ".onnx": (("onnx", "skl2onnx"), "pip install 'sk_ecprune[onnx]'"),
-    ".skops": (("skops",), "pip install skops"),
+    ".skops": (("skops",), "pip install 'sk_ecprune[persist]'"),
 }
 
 
