@@ -16,11 +16,11 @@ after their compensation:
 
 The grid of row ``i``: ``scale_i * {-qmax, ..., qmax}``, ``qmax = 2^(b-1) - 1``,
 ``scale_i = max_j |w_ij| / qmax`` over the row's kept weights (1.0 for an all-zero row). Pruned
-weights (zeros) stay zero and leave the row's problem: the sweep freezes them first
-(their column order puts them first, so that the rest is the sweep of the kept weights'
-sub-problem), where the per-row factors this needs fit :data:`MAX_ROW_FACTOR_ELEMENTS`;
-beyond, all rows share one column order and a pruned weight that earlier errors moved is
-set back to zero at its turn, its change absorbed like a rounding error (SparseGPT's way).
+weights (zeros) stay zero and leave the row's problem: each row is swept over its kept
+weights alone, under the sub-matrix ``K_RR`` (one factor per row, cost ``sum_i |R_i|^3``), where
+that stays within :data:`MAX_ROW_FACTOR_FLOPS`; beyond (rows with many kept weights), all
+rows share one column order and a pruned weight that earlier errors moved is set back to
+zero at its turn, its change absorbed like a rounding error (SparseGPT's way).
 """
 
 from __future__ import annotations
@@ -41,9 +41,7 @@ __all__ = ["QUANTIZERS", "ECOBSRounding", "ECRounding", "GPTQ", "Quantizer",
 F64 = torch.float64
 #: Method name -> quantiser: the view of the one registry for quantisation.
 QUANTIZERS = METHODS.view("quantize")
-#: float64 elements the per-row factors of a layer with pruned weights may take
-MAX_ROW_FACTOR_ELEMENTS = 2**25
-#: operations the per-row factorisations may take
+#: operations the per-row factorisations of a layer with pruned weights may take
 MAX_ROW_FACTOR_FLOPS = 2**31
 
 
@@ -102,31 +100,81 @@ def _rounding_only(W0, scales, qmax, kept):
 
 
 def rounding_sweep(metric: RowMetric, W0: torch.Tensor, scales: torch.Tensor, qmax: int,
-                   frozen: torch.Tensor, block: int = 64) -> torch.Tensor:
+                   frozen: torch.Tensor) -> torch.Tensor:
     """Codes of every row after the column sweep (see the module docstring), float64.
 
-    Column ``j`` of row ``i`` is rounded to ``q``; with ``U`` the upper Cholesky factor of
-    ``K^-1`` in the row's column order, the later columns move by ``-(x_j - q) / U_jj *
-    U_j,>j`` (the OBS update of the error with earlier columns fixed); lazily, a block of
-    columns at a time. ``frozen`` entries (pruned) are set to zero at their turn.
+    Rows with pruned (``frozen``) weights are swept over their kept weights alone, under
+    ``K_RR`` (a factor per row, rows of similar size batched), while the factors' total cost
+    stays within :data:`MAX_ROW_FACTOR_FLOPS`; else all rows share the natural order and
+    the factor of ``K^-1``, and a pruned weight is set back to zero at its turn.
     """
     n, d = W0.shape
-    U, fid, perm = _factors(metric, frozen)
-    X = torch.gather(W0.double(), 1, perm)
-    fz = torch.gather(frozen, 1, perm)
-    codes = torch.zeros(n, d, dtype=F64, device=W0.device)
+    kept = ~frozen
+    sizes = kept.sum(1)
     live = metric.beta > 0
+    if not frozen.any() or float((sizes.double() ** 3).sum()) / 3 > MAX_ROW_FACTOR_FLOPS \
+            or metric.K.shape[0] > 1:
+        U = torch.linalg.cholesky(metric.inverse()[:1], upper=True)
+        return _sweep(U, W0.double(), scales, qmax, frozen, live)
+    codes = torch.zeros(n, d, dtype=F64, device=W0.device)
+    for rows in _rows_of_similar_size(sizes):
+        m = max(1, int(sizes[rows].max()))
+        order = torch.argsort(frozen[rows].to(torch.int8), dim=1, stable=True)[:, :m]
+        valid = torch.arange(m, device=W0.device).unsqueeze(0) < sizes[rows].unsqueeze(1)
+        U = _kept_factors(metric.K[0], order, valid)
+        x = torch.where(valid, torch.gather(W0[rows].double(), 1, order), 0.0)
+        part = _sweep(U, x, scales[rows], qmax, ~valid, live[rows])
+        codes[rows] = torch.zeros(len(rows), d, dtype=F64, device=W0.device).scatter_(
+            1, order, torch.where(valid, part, 0.0))
+    return codes
+
+
+def _rows_of_similar_size(sizes, max_elements=2**22):
+    """Batches of row indices, by ascending size, each padded size squared times its rows
+    within ``max_elements``."""
+    ranked = torch.argsort(sizes, stable=True)
+    start = 0
+    while start < len(ranked):
+        stop = start + 1
+        while stop < len(ranked) and (stop + 1 - start) * int(sizes[ranked[stop]]) ** 2 \
+                <= max_elements:
+            stop += 1
+        yield ranked[start:stop]
+        start = stop
+
+
+def _kept_factors(K, order, valid):
+    """Upper Cholesky factors of ``(K_RR)^-1`` per row (``R = order[valid]``), identity on
+    the padding, which thus couples to nothing."""
+    m = order.shape[1]
+    sub = K[order.unsqueeze(2), order.unsqueeze(1)]
+    pad = ~(valid.unsqueeze(2) & valid.unsqueeze(1))
+    sub = torch.where(pad, torch.eye(m, dtype=F64, device=K.device).expand_as(sub), sub)
+    # With J the reversal, J K J = L L^T gives K^-1 = U^T U for U = J L^-1 J (upper): one
+    # factorisation and one triangular inverse instead of inverting and factorising again
+    lower = torch.linalg.cholesky(sub.flip(1, 2))
+    eye = torch.eye(m, dtype=F64, device=K.device).expand_as(sub)
+    return torch.linalg.solve_triangular(lower, eye, upper=False).flip(1, 2)
+
+
+def _sweep(U, X, scales, qmax, frozen, live, block=64):
+    """The sweep of the rows ``X`` (in their column order) with the factors ``U`` (one
+    shared, or one per row); returns the codes. Column ``j`` is rounded to ``q``; the later
+    columns move by ``-(x_j - q) / U_jj * U_j,>j``, lazily, a block of columns at a time."""
+    n, d = X.shape
+    X = X.clone()
+    codes = torch.zeros(n, d, dtype=F64, device=X.device)
     shared = U.shape[0] == 1
     for j0 in range(0, d, block):
         j1 = min(d, j0 + block)
-        Ub = U[0, j0:j1, j0:j1] if shared else U[fid, j0:j1, j0:j1]
+        Ub = U[0, j0:j1, j0:j1] if shared else U[:, j0:j1, j0:j1]
         Xb = X[:, j0:j1].clone()
-        errors = torch.zeros(n, j1 - j0, dtype=F64, device=W0.device)
+        errors = torch.zeros(n, j1 - j0, dtype=F64, device=X.device)
         for jj in range(j1 - j0):
             u = Ub[jj, jj:] if shared else Ub[:, jj, jj:]
-            code = torch.where(fz[:, j0 + jj], 0.0, _round(Xb[:, jj], scales, qmax))
-            error = torch.where(live, (Xb[:, jj] - code * scales) / (u[0] if shared else u[:, 0]),
-                                0.0)
+            code = torch.where(frozen[:, j0 + jj], 0.0, _round(Xb[:, jj], scales, qmax))
+            pivot = u[0] if shared else u[:, 0]
+            error = torch.where(live, (Xb[:, jj] - code * scales) / pivot, 0.0)
             Xb[:, jj:] -= error.unsqueeze(1) * u
             codes[:, j0 + jj] = code
             errors[:, jj] = error
@@ -135,34 +183,8 @@ def rounding_sweep(metric: RowMetric, W0: torch.Tensor, scales: torch.Tensor, qm
             if shared:
                 X[:, j1:] -= errors @ U[0, j0:j1, j1:]
             else:
-                X[:, j1:] -= torch.bmm(errors.unsqueeze(1), U[fid, j0:j1, j1:]).squeeze(1)
-    return torch.empty_like(codes).scatter_(1, perm, codes)
-
-
-def _factors(metric: RowMetric, frozen: torch.Tensor):
-    """``(U, fid, perm)``: the upper Cholesky factors of ``K^-1`` in each row's column
-    order, which row uses which factor, and the orders (frozen columns first, where
-    affordable; else the natural order shared by the rows)."""
-    n, d = frozen.shape
-    device = frozen.device
-    P = metric.inverse()
-    per_row = bool(frozen.any()) and n * d * d <= MAX_ROW_FACTOR_ELEMENTS \
-        and n * d**3 / 3 <= MAX_ROW_FACTOR_FLOPS
-    if not per_row and P.shape[0] == 1:
-        U = torch.linalg.cholesky(P, upper=True)
-        return U, torch.zeros(n, dtype=torch.long, device=device), \
-            torch.arange(d, device=device).expand(n, d).contiguous()
-    if per_row:
-        perm = torch.argsort((~frozen).to(torch.int8), dim=1, stable=True)
-    else:
-        perm = torch.arange(d, device=device).expand(n, d).contiguous()
-    U = torch.empty(n, d, d, dtype=F64, device=device)
-    step = max(1, 2**24 // (d * d))
-    for r0 in range(0, n, step):
-        p = perm[r0 : r0 + step]
-        sub = P[metric.group[r0 : r0 + step].view(-1, 1, 1), p.unsqueeze(2), p.unsqueeze(1)]
-        U[r0 : r0 + step] = torch.linalg.cholesky(sub, upper=True)  # (K_pp)^-1 = (K^-1)_pp
-    return U, torch.arange(n, device=device), perm
+                X[:, j1:] -= torch.bmm(errors.unsqueeze(1), U[:, j0:j1, j1:]).squeeze(1)
+    return codes
 
 
 @register_method("rtn")

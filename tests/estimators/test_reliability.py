@@ -154,7 +154,7 @@ def test_an_interrupt_while_pruning_leaves_nothing_fitted(reg_data, monkeypatch)
         calls.append(1)
         if len(calls) == 3:  # the third step of the schedule
             raise KeyboardInterrupt
-        return SCORERS["magnitude"](module, layers, data, **kwargs)
+        return SCORERS["magnitude"]().importance(module, layers, data, **kwargs)
 
     monkeypatch.setitem(SCORERS, "interrupting", interrupting)
     est = PrunedMLPRegressor(**FAST, method="interrupting", random_state=0)

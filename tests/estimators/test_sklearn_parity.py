@@ -312,7 +312,7 @@ def test_the_pruning_scores_the_rows_with_their_weights(reg_data, monkeypatch):
 
     def recording(module, layers, data, **kwargs):  # what the engine hands a method
         seen.append((data.X.clone(), None if data.weights is None else data.weights.clone()))
-        return SCORERS["magnitude"](module, layers, data, **kwargs)
+        return SCORERS["magnitude"]().importance(module, layers, data, **kwargs)
 
     monkeypatch.setitem(SCORERS, "recording", recording)
     X, y = reg_data
