@@ -90,7 +90,7 @@ default="prelu"
         integer codes and scales, and the ONNX export stores them as int8 (int4 for
         ``quantize_bits <= 4`` at opset 21 and above). None keeps float32 weights.
 
-    quantize_method : {"ec_obs", "ec", "gptq", "rtn"}, default="ec_obs"
+    quantize_method : str or quantiser instance, default="ec_obs"
         How the rounding errors are compensated, layer by layer from the input side, each
         layer measured on the network whose earlier layers are already rounded:
         ``"ec_obs"`` sweeps each row's columns and lets the bias and the not yet rounded
@@ -98,7 +98,10 @@ default="prelu"
         (those of ``method="ec_obs"``); ``"ec"`` rounds to nearest and shifts the bias by
         the expected change; ``"gptq"`` is GPTQ (Frantar et al. 2023: the same sweep with
         the unweighted input second moment, bias untouched); ``"rtn"`` rounds to nearest.
-        Measured on the ``scoring_samples`` rows. Ignored when ``quantize_bits`` is None.
+        Measured on the ``scoring_samples`` rows. A name of
+        :data:`sk_ecprune.engine.QUANTIZERS` or an instance with its options (e.g.
+        ``sk_ecprune.engine.ECOBSRounding(damp=0.1)``). Ignored when ``quantize_bits``
+        is None.
 
     lr : float > 0, default=1e-3
         Learning rate of the dense training (and of the fine-tuning unless

@@ -21,12 +21,13 @@ import copy
 import numpy as np
 import torch
 
-from ..engine import QUANTIZERS, compact, quantize_model
+from ..engine import QUANTIZERS, Quantizer, compact, quantize_model
 from ._callbacks import TrainingDiverged
 
-__all__ = ["QUANTIZE_METHODS", "export_grids", "onnx_model_bytes", "quantize_network"]
+__all__ = ["QUANTIZE_METHODS", "Quantizer", "export_grids", "onnx_model_bytes",
+           "quantize_network"]
 
-#: The engine's quantisers, by the compensation they apply (as the pruning methods).
+#: The engine's quantisers by name (a live view: quantisers registered later count).
 QUANTIZE_METHODS = QUANTIZERS
 
 
