@@ -7,6 +7,7 @@ from the documented arguments. Bad arguments are checked in-process (``main`` ra
 ``SystemExit(2)`` with argparse's message), and once through a subprocess (no traceback).
 """
 
+import argparse
 import csv
 import importlib.util
 import os
@@ -187,6 +188,9 @@ def _usage_error(capsys, *argv):
     (["fit", "{a}", "--target", "label", "--task", "regression"], "needs a numeric target"),
     (["fit", "{a}", "--target", "a"], "feature columns ['label']"),  # text, not numbers
     (["fit", "{a}", "--target", "label", "--drop", "label"], "drops the target"),
+    (["fit", "{a}", "--target", "label", "--quantize-bits", "1"], "from 2 to 8, got 1"),
+    (["fit", "{a}", "--target", "label", "--quantize-bits", "9"], "from 2 to 8, got 9"),
+    (["fit", "{a}", "--target", "label", "--quantize-method", "foo"], "invalid choice: 'foo'"),
     (["curve", "{a}", "--target", "label"], "the following arguments are required: --out"),
     (["curve", "{a}", "--target", "label", "--out", "c.png", "--cv", "40"],
      "--cv 40 needs at least 40 rows of every class"),
@@ -267,3 +271,9 @@ def test_quick_never_overrides_an_explicit_option(monkeypatch, data_dir):
                  "--epochs", "7", "--prune-ratio", "0.3"]) == 0
     assert calls[-1]["epochs"] == 7 and calls[-1]["prune_ratio"] == 0.3
     assert calls[-1]["finetune_epochs"] == 7 and calls[-1]["hidden_layer_sizes"] == [16]
+    assert main(["fit", str(data_dir / "animals.csv"), "--target", "label", "--quick",
+                 "--quantize-bits", "4", "--quantize-method", "gptq"]) == 0
+    from sk_ecprune.cli._args import model_params
+
+    params = model_params(argparse.Namespace(**calls[-1]))
+    assert params["quantize_bits"] == 4 and params["quantize_method"] == "gptq"

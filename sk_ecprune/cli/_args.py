@@ -11,6 +11,8 @@ import importlib.util
 import math
 from pathlib import Path
 
+from ..engine import QUANTIZERS
+
 __all__ = [
     "CommandError",
     "UsageError",
@@ -86,6 +88,13 @@ def nonnegative_int(text):
 seed = nonnegative_int
 
 
+def quantize_bits(text):
+    value = _number(text, int)
+    if not 2 <= value <= 8:
+        raise argparse.ArgumentTypeError(f"must be an integer from 2 to 8, got {text}")
+    return value
+
+
 def csv_file(text):
     """An existing, readable file."""
     path = Path(text)
@@ -135,6 +144,8 @@ ESTIMATOR_PARAMS = {
     "lr": "lr",
     "batch_size": "batch_size",
     "random_state": "random_state",
+    "quantize_bits": "quantize_bits",
+    "quantize_method": "quantize_method",
 }
 
 
@@ -161,6 +172,10 @@ def add_model_options(parser, methods, with_ratio=True):
     group.add_argument("--lr", type=positive_float, help="learning rate (default: 0.001)")
     group.add_argument("--batch-size", type=positive_int, metavar="N",
                        help="mini-batch size (default: 32)")
+    group.add_argument("--quantize-bits", type=quantize_bits, metavar="B",
+                       help="round the final weights to B-bit grids, 2 to 8 (default: float)")
+    group.add_argument("--quantize-method", choices=sorted(QUANTIZERS),
+                       help="how rounding errors are compensated (default: ec_obs)")
     group.add_argument("--random-state", type=seed, metavar="SEED",
                        help="seed of the split, the initial weights and the batches (default: 0)")
     return group
