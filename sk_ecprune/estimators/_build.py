@@ -17,10 +17,13 @@ from ._callbacks import RaiseOnDivergence, StopEarly, ValidationScore
 from ._data import TensorBatchIterator, TensorDataset
 from ._mlp_module import MLP
 from ._net import net_class
+from ._network import build_module, nested_params, user_callbacks
 from ._params import OPTIMIZERS
+from ._progress import progress_callbacks
 
 __all__ = [
     "EVAL_BATCH_SIZE",
+    "stage_callbacks",
     "build_net",
     "early_stopping_callbacks",
     "has_fused_kernels",
@@ -45,13 +48,14 @@ def build_net(estimator, hidden_layer_sizes, device, seed):
     """
     init_seed, shuffle_seed = np.random.SeedSequence(seed).generate_state(2)
     divergence = RaiseOnDivergence("the dense training", estimator._divergence_advice())
+    n_features, n_outputs = estimator.n_features_in_, estimator._n_net_outputs
+    module = build_module(
+        estimator, n_features, n_outputs, init_seed,
+        default=lambda: MLP(n_features, n_outputs, hidden_layer_sizes, estimator.activation,
+                            random_state=int(init_seed)),
+    )
     return net_class(estimator._is_classifier_net)(
-        module=MLP,
-        module__n_features=estimator.n_features_in_,
-        module__n_outputs=estimator._n_net_outputs,
-        module__hidden_layer_sizes=hidden_layer_sizes,
-        module__activation=estimator.activation,
-        module__random_state=int(init_seed),
+        module=module,  # an instance: skorch uses it as it is
         criterion=estimator._criterion,
         lr=estimator.lr,
         max_epochs=estimator.max_epochs,
@@ -63,12 +67,35 @@ def build_net(estimator, hidden_layer_sizes, device, seed):
         # prediction): from a generator of its own, not torch's global one
         iterator_valid__generator=torch.Generator().manual_seed(0),
         train_split=_train_split(estimator, seed),
-        callbacks=[("raise_on_divergence", divergence), *early_stopping_callbacks(estimator)],
+        callbacks=stage_callbacks(
+            estimator, [("raise_on_divergence", divergence)], "dense training",
+            estimator.max_epochs,
+        ),
+        # skorch's PrintLog captured builtins.print at import: never used, verbose or not
+        callbacks__print_log=None,
+        verbose=0,  # skorch's own messages ("Re-initializing optimizer") are not shown
         device=str(device),
-        verbose=estimator.verbose,
+        **nested_params(estimator, "callbacks__"),
         **_data_path_options(),
         **_optimizer_options(estimator, device),
     )
+
+
+def stage_callbacks(estimator, own, stage, epochs, last=()):
+    """The callbacks of one training stage, in the order they run.
+
+    The package's own (``own``, then early stopping's), the user's ``callbacks`` (fresh
+    copies), the progress output of ``verbose``, then ``last``: the callback that holds
+    removed weights at zero goes there, so that it acts after every other callback at the
+    end of each batch.
+    """
+    return [
+        *own,
+        *early_stopping_callbacks(estimator),  # fresh ones: each stage stops on its own
+        *user_callbacks(estimator),
+        *progress_callbacks(estimator.verbose, stage, epochs),
+        *last,
+    ]
 
 
 def _data_path_options():
@@ -122,7 +149,8 @@ def _train_split(estimator, seed):
 
 
 def _optimizer_options(estimator, device):
-    """``optimizer`` and its ``optimizer__*`` options."""
+    """``optimizer`` and its ``optimizer__*`` options (the estimator's ``optimizer__*``
+    parameters override the ones derived from ``weight_decay``)."""
     optimizer = estimator.optimizer
     options = {}
     if isinstance(optimizer, str):
@@ -136,6 +164,7 @@ def _optimizer_options(estimator, device):
     elif estimator.weight_decay:
         options["optimizer__weight_decay"] = estimator.weight_decay
     options["optimizer"] = optimizer
+    options.update(nested_params(estimator, "optimizer__"))  # the user's word is the last
     return options
 
 
