@@ -24,7 +24,6 @@ from ..engine import (
     chain_reports,
     compact,
     gradual_schedule,
-    hidden_widths,
     kept_masks,
     layer_sparsity,
     make_permanent,
@@ -36,8 +35,13 @@ from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
 from ._data import net_inputs, to_tensor
 from ._mlp_module import ACTIVATIONS
-from ._network import NestedParamsMixin, check_network_params, check_outputs
-from ._progress import FitProgress, echo
+from ._network import (
+    NestedParamsMixin,
+    check_module,
+    check_network_params,
+    hidden_layer_sizes_of,
+)
+from ._progress import echo, fit_progress
 from ._params import (
     ARRAY_LIKE,
     BOOLEAN,
@@ -205,9 +209,9 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         self._discard_fit()
         try:
             data = self._validate(X, y, sample_weight)
-            self._progress_ = self._fit_progress()
+            self._progress_ = fit_progress(self)
             self.net_ = build_net(self, data.hidden_layer_sizes, data.device, data.seed)
-            self._check_module(data)
+            check_module(self, self.net_.module, data.X)
             self._fit_dense(data)
             self._prune_and_finetune(data)
             self._finalize()
@@ -258,31 +262,6 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
                 "validation_fraction or use more data."
             )
 
-    def _check_module(self, data):
-        """A module of the user's: its outputs fit the targets, and it can lose whole units
-        with ``granularity="neuron"`` (checked before anything is trained)."""
-        if self.module is None:
-            return
-        check_outputs(self.net_.module, data.X, self._n_net_outputs, type(self).__name__)
-        if self.granularity == "neuron" and self.prune_ratio > 0:
-            try:
-                hidden_widths(self.net_.module)
-            except ValueError as exc:
-                raise ValueError(
-                    f"granularity='neuron' removes hidden units of a plain chain of layers, and "
-                    f"module={type(self.net_.module).__name__} is not one: {exc} Use "
-                    "granularity='weight', which works on any module."
-                ) from None
-
-    def _fit_progress(self):
-        """The stage lines of ``verbose``: a :class:`~._progress.FitProgress`, or None."""
-        if not self.verbose:
-            return None
-        schedule = self._schedule()
-        n_stages = 1 + sum(1 + (epochs > 0) for _, _, epochs in schedule)
-        n_stages += 0 if schedule else int(self.finetune_epochs > 0)
-        return FitProgress(n_stages, self.max_epochs + self.finetune_epochs, len(schedule))
-
     def _fit_dense(self, data):
         """Stage 1: initialise and train the dense network for ``max_epochs`` (fewer with
         ``early_stopping``, which then restores its best epoch).
@@ -332,7 +311,8 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         schedule = self._schedule()
         reports = []
         for call, (ratio, steps, epochs) in enumerate(schedule, 1):
-            self._announce_pruning(ratio, steps, call, len(schedule))
+            if self._progress_ is not None:
+                self._progress_.begin_pruning(self.method, ratio, steps, call, len(schedule))
             reports.append(self._prune(data, ratio, steps))
             if call == len(schedule):
                 self.loss_after_pruning_ = self._checked_pruned_loss(data)
@@ -348,16 +328,6 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
             self._finetune(data, self.finetune_epochs)
         self.pruning_report_ = chain_reports(reports) if reports else None
         self.history_finetune_ = self.net_.history
-
-    def _announce_pruning(self, ratio, steps, call, n_calls):
-        """The line of a pruning call, printed as it starts (``verbose``)."""
-        if self._progress_ is None:
-            return
-        what = f"pruning step {call} of {n_calls}" if n_calls > 1 else "pruning"
-        how = f"{steps} steps" if steps > 1 else "one step"
-        self._progress_.begin(
-            f"{what}: method={self.method}, {how} to {ratio:.4g} of the weights removed"
-        )
 
     def _schedule(self):
         """(ratio, engine steps, fine-tuning epochs) of each call of the engine."""
@@ -459,7 +429,7 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         self.layer_sparsity_ = dict(layer_sparsity(module))
         if self.granularity == "neuron" and self.prune_ratio > 0:
             self._compact_network()
-        self.hidden_layer_sizes_ = _hidden_layer_sizes(self.net_.module_)
+        self.hidden_layer_sizes_ = hidden_layer_sizes_of(self.net_.module_)
         self._record_curves()
 
     def _record_curves(self):
@@ -633,16 +603,6 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
             out[start : start + len(batch)] = batch
             start += len(batch)
         return out.cpu().numpy().astype(np.float64)
-
-
-def _hidden_layer_sizes(module):
-    """Widths of the hidden layers: of the chain (:func:`hidden_widths`), or for any other
-    module the ``out_features`` of its ``nn.Linear`` layers but the last, in module order."""
-    try:
-        return hidden_widths(module)
-    except ValueError:
-        linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
-        return tuple(int(m.out_features) for m in linears[:-1])
 
 
 def _best(values, higher):

@@ -24,6 +24,7 @@ import torch
 from skorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
+from ..engine import hidden_widths
 from ._params import InvalidParameterError
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "NestedParamsMixin",
     "RESERVED_CALLBACK_NAMES",
     "build_module",
+    "check_module",
+    "hidden_layer_sizes_of",
     "check_network_params",
     "is_nested",
     "nested_params",
@@ -71,7 +74,8 @@ def is_nested(name: str) -> bool:
 
 
 def split_nested(params: dict, owner: str) -> tuple[dict, dict]:
-    """``(plain, nested)`` parameters of ``params``; TypeError for an unknown ``__`` name.
+    """``(plain, nested)`` parameters of ``params``; an :class:`InvalidParameterError` (a
+    TypeError) for a ``__`` name with an unknown prefix.
 
     ``owner`` names the class for the message, as Python names it for an unexpected
     keyword argument.
@@ -79,7 +83,7 @@ def split_nested(params: dict, owner: str) -> tuple[dict, dict]:
     nested = {name: value for name, value in params.items() if is_nested(name)}
     unknown = [name for name in params if name not in nested and "__" in name]
     if unknown:
-        raise TypeError(
+        raise InvalidParameterError(
             f"{owner} got unexpected nested parameter(s) {unknown}; nested parameters start "
             f"with one of {', '.join(NESTED_PREFIXES)} (skorch's names), e.g. "
             "optimizer__momentum=0.9, module__width=32, callbacks__lr__step_size=5."
@@ -106,14 +110,23 @@ class NestedParamsMixin:
     """
 
     def _store_nested_params(self, kwargs):
-        _, nested = split_nested(kwargs, f"{type(self).__name__}()")
-        plain = [name for name in kwargs if name not in nested]
-        if plain:
-            raise TypeError(
-                f"{type(self).__name__}() got unexpected keyword argument(s) {plain}."
-            )
-        for name, value in nested.items():
+        """Store ``kwargs`` as attributes. Names that are not nested parameters are kept
+        too (scikit-learn's constructors never raise) and refused by ``fit``
+        (:meth:`_check_extra_params`)."""
+        extra = tuple(name for name in kwargs if not is_nested(name))
+        if extra:
+            self._extra_param_names = extra
+        for name, value in kwargs.items():
             setattr(self, name, value)
+
+    def _check_extra_params(self):
+        extra = getattr(self, "_extra_param_names", ())
+        if extra:
+            split_nested(dict.fromkeys(extra), type(self).__name__)  # names a bad prefix
+            raise InvalidParameterError(
+                f"{type(self).__name__} got unexpected keyword argument(s) {list(extra)}; "
+                f"nested parameters start with one of {', '.join(NESTED_PREFIXES)}."
+            )
 
     def get_params(self, deep=True):
         """Parameters of this estimator, the nested ones (``optimizer__*``, ...) included.
@@ -130,6 +143,8 @@ class NestedParamsMixin:
         """
         params = super().get_params(deep=deep)
         params.update(nested_params(self))
+        params.update({name: getattr(self, name)
+                       for name in getattr(self, "_extra_param_names", ())})
         return params
 
     def set_params(self, **params):
@@ -155,6 +170,7 @@ class NestedParamsMixin:
 def check_network_params(estimator) -> None:
     """Raise an :class:`InvalidParameterError` for a ``module``, ``callbacks`` or nested
     parameter ``fit`` cannot use (before anything is trained)."""
+    estimator._check_extra_params()
     _check_module(estimator.module, nested_params(estimator, "module__"))
     names = [name for name, _ in _named_callbacks(estimator.callbacks)]
     for name in nested_params(estimator, "callbacks__"):
@@ -325,3 +341,31 @@ def check_outputs(module, X, n_outputs, owner):
             + ("one logit per class" if owner.endswith("Classifier") else "one value per "
                "target") + ")."
         )
+
+
+def check_module(estimator, module, X):
+    """A module of the user's (``estimator.module`` not None), as built: its outputs fit the
+    targets, and it can lose whole units with ``granularity="neuron"``. Called before
+    anything is trained."""
+    if estimator.module is None:
+        return
+    check_outputs(module, X, estimator._n_net_outputs, type(estimator).__name__)
+    if estimator.granularity == "neuron" and estimator.prune_ratio > 0:
+        try:
+            hidden_widths(module)
+        except ValueError as exc:
+            raise ValueError(
+                f"granularity='neuron' removes hidden units of a plain chain of layers, and "
+                f"module={type(module).__name__} is not one: {exc} Use "
+                "granularity='weight', which works on any module."
+            ) from None
+
+
+def hidden_layer_sizes_of(module):
+    """Widths of the hidden layers: of the chain (:func:`hidden_widths`), or for any other
+    module the ``out_features`` of its ``nn.Linear`` layers but the last, in module order."""
+    try:
+        return hidden_widths(module)
+    except ValueError:
+        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        return tuple(int(m.out_features) for m in linears[:-1])

@@ -23,7 +23,14 @@ from numbers import Number
 
 from skorch.callbacks import Callback, ProgressBar
 
-__all__ = ["BatchProgressBar", "EpochLog", "FitProgress", "echo", "progress_callbacks"]
+__all__ = [
+    "BatchProgressBar",
+    "EpochLog",
+    "FitProgress",
+    "echo",
+    "fit_progress",
+    "progress_callbacks",
+]
 
 #: History keys the epoch line leaves out: counters and skorch's bookkeeping.
 _NOT_SHOWN = frozenset({"epoch", "dur", "train_batch_count", "valid_batch_count"})
@@ -105,7 +112,7 @@ class BatchProgressBar(ProgressBar):
     def on_epoch_begin(self, net, **kwargs):
         super().on_epoch_begin(net, **kwargs)
         number = len(net.history) - getattr(self, "first_epoch_", 0)
-        self.pbar_.set_description(f"{self.stage}, epoch {number}", refresh=False)
+        self.pbar_.set_description(f"{self.stage}, epoch {number}")
 
 
 def progress_callbacks(verbose, stage, epochs):
@@ -116,6 +123,17 @@ def progress_callbacks(verbose, stage, epochs):
     if verbose >= 2:
         callbacks.append(("progress_bar", BatchProgressBar(stage)))
     return callbacks
+
+
+def fit_progress(estimator):
+    """The :class:`FitProgress` of ``estimator.fit`` with ``verbose``; None without."""
+    if not estimator.verbose:
+        return None
+    schedule = estimator._schedule()  # (ratio, steps, epochs) of each pruning call
+    n_stages = 1 + sum(1 + (epochs > 0) for _, _, epochs in schedule)
+    n_stages += 0 if schedule else int(estimator.finetune_epochs > 0)
+    return FitProgress(n_stages, estimator.max_epochs + estimator.finetune_epochs,
+                       len(schedule))
 
 
 class FitProgress:
@@ -152,6 +170,12 @@ class FitProgress:
         """Print the line of the stage that starts now: ``[i/n] text (time)``."""
         self.stage += 1
         self.sink(f"[{self.stage}/{self.n_stages}] {text} ({self.timing()})")
+
+    def begin_pruning(self, method, ratio, steps, call, n_calls):
+        """The line of a call of the pruning engine, as it starts."""
+        what = f"pruning step {call} of {n_calls}" if n_calls > 1 else "pruning"
+        how = f"{steps} steps" if steps > 1 else "one step"
+        self.begin(f"{what}: method={method}, {how} to {ratio:.4g} of the weights removed")
 
     def note(self, text):
         """Print a line that belongs to the current stage."""
