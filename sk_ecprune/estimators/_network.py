@@ -321,10 +321,11 @@ def build_module(estimator, n_features, n_outputs, seed, default):
 def check_outputs(module, X, n_outputs, owner):
     """Raise if ``module`` does not map a batch of ``X`` to ``(n, n_outputs)`` floats."""
     module_was_training = module.training
+    device = next((p.device for p in module.parameters()), X.device)
     try:
         module.eval()
         with torch.no_grad():
-            out = module(X[:2])
+            out = module(X[:2].to(device))
     except Exception as exc:
         raise ValueError(
             f"module={type(module).__name__} failed on a batch of X of shape "

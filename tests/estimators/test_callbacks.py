@@ -1,5 +1,7 @@
 """skorch's extension points on the estimators: ``callbacks=`` and nested parameters."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from skorch.callbacks import (
 )
 
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
+from sk_ecprune.estimators import _skorch_internals as internals
 from sk_ecprune.estimators._params import InvalidParameterError
 
 FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2,
@@ -68,7 +71,11 @@ def test_epoch_scoring_in_every_stage(reg_data):
     assert not hasattr(scoring, "best_score_")  # the user's instance was copied, not used
 
 
-def test_gradient_norm_clipping(reg_data):
+@pytest.mark.parametrize("shortcuts", [True, False], ids=["shortcuts", "skorch-loop"])
+def test_gradient_norm_clipping(reg_data, shortcuts, monkeypatch):
+    # both training loops call the callbacks' gradient hook (the shortcuts skip it only
+    # when nothing listens)
+    monkeypatch.setattr(internals, "ENABLED", shortcuts)
     X, y = reg_data
     start = PrunedMLPRegressor(**{**FAST, "max_epochs": 0, "finetune_epochs": 0},
                                prune_ratio=0).fit(X, y)  # the initial weights
@@ -83,7 +90,10 @@ def test_gradient_norm_clipping(reg_data):
         assert np.abs(w_free - w0).max() > 1e-3
 
 
-def test_removed_weights_stay_zero_whatever_the_user_callbacks_do(reg_data):
+@pytest.mark.parametrize("shortcuts", [True, False], ids=["shortcuts", "skorch-loop"])
+def test_removed_weights_stay_zero_whatever_the_user_callbacks_do(reg_data, shortcuts,
+                                                                 monkeypatch):
+    monkeypatch.setattr(internals, "ENABLED", shortcuts)
     X, y = reg_data
     reg = PrunedMLPRegressor(**FAST, prune_ratio=0.5, callbacks=[RegrowWeights()]).fit(X, y)
     assert reg.sparsity_ == pytest.approx(0.5, abs=0.01)
@@ -91,6 +101,7 @@ def test_removed_weights_stay_zero_whatever_the_user_callbacks_do(reg_data):
     kept = sum(int((w != 0).sum()) for w in reg.coefs_)
     ones = sum(int((w == 1).sum()) for w in reg.coefs_)
     assert ones == kept  # the user's callback ran; the hold ran after it
+    assert pickle.loads(pickle.dumps(reg)).predict(X) == pytest.approx(reg.predict(X))
 
 
 @pytest.mark.parametrize(
