@@ -396,7 +396,7 @@ def test_continuous_target_for_classifier(reg_data):
         ("method", "l1", r"'method' .* must be a str among .*'ec'.*'magnitude'"),
         ("scope", "unit", r"'scope' .* among \{.*'magnitude_budget'.*\}. Got 'unit'"),
         ("activation", "swish", r"'activation' .* must be a str among .*'prelu'"),
-        ("max_epochs", 0, r"'max_epochs' .* must be an int in the range \[1, inf\)"),
+        ("max_epochs", -1, r"'max_epochs' .* must be an int in the range \[0, inf\)"),  # 0: prune as built
         ("finetune_epochs", -1, r"'finetune_epochs' .* an int in the range \[0, inf\)"),
         ("hidden_layer_sizes", 0, r"'hidden_layer_sizes' .* must be an array-like or an int "
                                   r"in the range \[1, inf\)"),
