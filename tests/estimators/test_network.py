@@ -2,6 +2,7 @@
 ``max_epochs=0``), structured pruning, ``to_torch`` and ONNX where the chain allows it."""
 
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -194,6 +195,9 @@ def test_trained_instance_is_fine_tuned_and_cloned(reg_data):
     assert reg.sparsity_ == pytest.approx(0.7, abs=0.01)
     assert reg.loss_ < reg.loss_after_pruning_  # fine-tuning recovers some of the loss
     assert isinstance(reg.to_torch(), nn.Sequential)  # a Sequential is a chain
+    restored = pickle.loads(pickle.dumps(reg))
+    assert restored.net_.module is restored.net_.module_  # one module, pickled once
+    np.testing.assert_array_equal(restored.predict(X), reg.predict(X))
 
 
 # ------------------------------------------------------------------------------ bad input
