@@ -58,7 +58,7 @@ BATCHES = {1: 200, 10_000: 15}
 
 # ----------------------------------------------------------------------------- models
 def dense_network(n_in, hidden, n_out, seed=0):
-    from sk_ecprune.estimators._mlp_module import MLP
+    from sk_ecprune.engine import MLP
 
     return MLP(n_in, n_out, hidden, "relu", random_state=seed).eval()
 

@@ -126,7 +126,7 @@ def fit_sklearn(case, epochs):
 
 
 def _module(case, n_outputs, device="cpu"):
-    from sk_ecprune.estimators._mlp_module import MLP
+    from sk_ecprune.engine import MLP
 
     return MLP(case["X"].shape[1], n_outputs, case["hidden"], "relu").to(device)
 
@@ -161,7 +161,7 @@ def fit_torch(case, epochs, fused=None, device="cpu", X=None, y=None):
 def fit_skorch(case, epochs):
     from skorch import NeuralNetClassifier, NeuralNetRegressor
 
-    from sk_ecprune.estimators._mlp_module import MLP
+    from sk_ecprune.engine import MLP
 
     y_t, _, n_outputs = _targets(case)
     Net = NeuralNetRegressor if case["kind"] == "regression" else NeuralNetClassifier

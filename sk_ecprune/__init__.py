@@ -2,8 +2,8 @@
 
 Two subpackages with one door between them:
 
-- :mod:`sk_ecprune.engine` (pure torch) scores, removes and compensates the weights of any
-  ``torch.nn.Module`` built from ``nn.Linear`` layers;
+- :mod:`sk_ecprune.engine` (pure torch) scores, removes, rounds and compensates the weights
+  of any ``torch.nn.Module`` built from ``nn.Linear`` layers;
 - :mod:`sk_ecprune.estimators` (scikit-learn and skorch) train a network, call the engine
   through :func:`~sk_ecprune.engine.prune_model` alone, and fine-tune, inside one ``fit``.
 
@@ -30,8 +30,13 @@ _EXPORTS = {
     "layer_sparsity": "sk_ecprune.engine",
     "make_permanent": "sk_ecprune.engine",
     "prune_model": "sk_ecprune.engine",
+    "quantize_model": "sk_ecprune.engine",
+    "LayerQuantization": "sk_ecprune.engine",
+    "QuantizationReport": "sk_ecprune.engine",
+    "QUANTIZERS": "sk_ecprune.engine",
     "register_scorer": "sk_ecprune.engine",
     "score_weights": "sk_ecprune.engine",
+    "register_method": "sk_ecprune.engine",
 }
 
 __all__ = sorted(_EXPORTS)

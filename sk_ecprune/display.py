@@ -9,10 +9,17 @@ from joblib import Parallel, delayed
 from sklearn.base import clone, is_classifier
 from sklearn.metrics import check_scoring
 
+from ._search_results import search_curves
+
 STAGES = ("pruned", "finetuned")
 _SET_PARAMS = ("prune_ratio", "method", "random_state", "finetune_epochs")
 _SPREADS = ("minmax", "std", "none")
-_STAGE_TITLES = {"pruned": "right after pruning", "finetuned": "after fine-tuning"}
+_CENTERS = ("median", "mean")
+_STAGE_TITLES = {"pruned": "right after pruning", "finetuned": "after fine-tuning",
+                 "cv": "cross-validation (mean ± std over folds)"}
+# Words of a metric's name that mark a loss: positive, spanning orders of magnitude across
+# ratios, hence drawn on a log axis; any other metric (accuracy, R², F1, ...) on a linear one.
+_LOSS_WORDS = ("loss", "error", "deviance", "brier", "mse", "mae")
 
 
 def _pruning_prefix(estimator):
@@ -43,7 +50,8 @@ def _fit_and_score(estimator, params, X, y, X_test, y_test, scorer):
 class PruningCurveDisplay:
     """Test loss (or any score) against pruning ratio, per method and stage.
 
-    Build it with :meth:`from_estimator` (refits clones of an estimator) or
+    Build it with :meth:`from_estimator` (refits clones of an estimator),
+    :meth:`from_cv_results` (a finished ``GridSearchCV`` or ``RandomizedSearchCV``) or
     :meth:`from_results` (a table of already measured runs), then call :meth:`plot`.
 
     Parameters
@@ -55,7 +63,12 @@ class PruningCurveDisplay:
         Loss of the unpruned network, drawn as a horizontal line in every panel; a dict
         draws one line per entry (e.g. the dense network trained for 15 and for 30 epochs).
     loss_name : str
-        Label of the vertical axis.
+        Label of the vertical axis; a name with "loss" or "error" in it is drawn on a
+        logarithmic axis by default, any other (accuracy, R², ...) on a linear one.
+    x_label : str, default="pruning ratio"
+        Label of the horizontal axis.
+    center : {"median", "mean"}, default="median"
+        Statistic over the rows of each array drawn as the line (seeds, or folds).
 
     Attributes
     ----------
@@ -65,11 +78,16 @@ class PruningCurveDisplay:
         ``lines_[stage][method]`` is the matplotlib Line2D of that curve.
     """
 
-    def __init__(self, ratios, losses, *, dense_loss=None, loss_name="test loss"):
+    def __init__(self, ratios, losses, *, dense_loss=None, loss_name="test loss",
+                 x_label="pruning ratio", center="median"):
+        if center not in _CENTERS:
+            raise ValueError(f"center must be one of {_CENTERS}; got {center!r}.")
         self.ratios = np.asarray(ratios, dtype=float)
         self.losses = losses
         self.dense_loss = dense_loss
         self.loss_name = loss_name
+        self.x_label = x_label
+        self.center = center
 
     @classmethod
     def from_estimator(
@@ -87,6 +105,7 @@ class PruningCurveDisplay:
         seeds=(0,),
         n_jobs=None,
         ax=None,
+        yscale=None,
     ):
         """Refit clones of ``estimator`` at every ratio, method and seed, and plot the curves.
 
@@ -118,6 +137,9 @@ class PruningCurveDisplay:
             Fits run in parallel with joblib.
         ax : matplotlib Axes or array of Axes, default=None
             One per stage; a new figure if None.
+        yscale : str, default=None
+            Scale of the vertical axis (see :meth:`plot`); by default logarithmic for a
+            loss and linear for a score such as ``scoring="accuracy"``.
 
         Returns
         -------
@@ -168,7 +190,57 @@ class PruningCurveDisplay:
         name = scoring.removeprefix("neg_").replace("_", " ") if isinstance(scoring, str) else "score"
         dense_loss = float(np.median(sign * np.asarray(scores[len(jobs):])))
         display = cls(ratios, losses, dense_loss=dense_loss, loss_name=name)
-        return display.plot(ax=ax)
+        return display.plot(ax=ax, yscale=yscale)
+
+    @classmethod
+    def from_cv_results(cls, search, x="prune_ratio", *, metric=None, ax=None, plot=True,
+                        yscale=None):
+        """The curve of a finished search: its cross-validated score against ``x``.
+
+        One line per combination of the search's other varied parameters (``method``,
+        ``granularity``, ...; the legend names them), at the mean over the folds, with a
+        band of one standard deviation: ``mean_test_score`` and ``std_test_score`` of
+        ``cv_results_``. Nothing is refitted.
+
+        Parameters
+        ----------
+        search : fitted GridSearchCV, RandomizedSearchCV or HalvingGridSearchCV
+            Over ``x`` and any other parameters, of an estimator or a pipeline. A
+            candidate that successive halving evaluated several times is drawn with its
+            last (largest) evaluation.
+        x : str, default="prune_ratio"
+            The numeric parameter on the horizontal axis, by its name or by its full name
+            in a pipeline (``"mlp__prune_ratio"``).
+        metric : str, default=None
+            With several scorers (``scoring={...}``), the one to draw; by default the one
+            ``refit`` names.
+        ax : matplotlib Axes, default=None
+            A new figure if None.
+        plot : bool, default=True
+            Draw at once; False returns the display without drawing.
+        yscale : str, default=None
+            Scale of the vertical axis. By default linear for a score (the estimator's own
+            accuracy or R², ``"f1"``, ...) and logarithmic for a ``neg_*`` loss, which is
+            drawn with its sign flipped back (``"neg_log_loss"`` as the log loss).
+
+        Returns
+        -------
+        display : PruningCurveDisplay
+            ``losses["cv"][label]`` holds the per-fold scores, shape (n_splits, n_x), NaN
+            where a combination was not evaluated at some ``x``; ``center="mean"``.
+
+        Examples
+        --------
+        >>> search = GridSearchCV(PrunedMLPClassifier(random_state=0),  # doctest: +SKIP
+        ...                       {"prune_ratio": [0.5, 0.8, 0.9], "method": ["ec_obs",
+        ...                       "magnitude"]}, cv=3).fit(X, y)
+        >>> PruningCurveDisplay.from_cv_results(search)  # doctest: +SKIP
+        """
+        curves = search_curves(search, x=x, metric=metric)
+        x_label = "pruning ratio" if x == "prune_ratio" else curves.x_key
+        display = cls(curves.x, {"cv": curves.curves}, loss_name=curves.score_name,
+                      x_label=x_label, center="mean")
+        return display.plot(ax=ax, yscale=yscale) if plot else display
 
     @classmethod
     def from_results(
@@ -181,6 +253,7 @@ class PruningCurveDisplay:
         loss_name=None,
         ax=None,
         plot=True,
+        yscale=None,
     ):
         """Build the display from a table of measured runs, e.g. a benchmark's CSV.
 
@@ -204,6 +277,8 @@ class PruningCurveDisplay:
             One per stage present; see :meth:`plot`.
         plot : bool, default=True
             Draw at once; False returns the display without drawing.
+        yscale : str, default=None
+            Scale of the vertical axis (see :meth:`plot`).
 
         Returns
         -------
@@ -214,7 +289,9 @@ class PruningCurveDisplay:
         if not rows or missing:
             raise ValueError(
                 f"results needs columns stage, method, seed, ratio and {loss_column!r}; "
-                f"missing {sorted(missing) or 'all (no rows)'}."
+                f"missing {sorted(missing) or 'all (no rows)'}. For the cv_results_ of a "
+                "finished GridSearchCV or RandomizedSearchCV, use "
+                "PruningCurveDisplay.from_cv_results(search) instead."
             )
         curve_rows = [r for r in rows if r["stage"] in STAGES]
         if not curve_rows:
@@ -243,20 +320,24 @@ class PruningCurveDisplay:
         if loss_name is None:
             loss_name = loss_column.replace("_", " ")
         display = cls(ratios, losses, dense_loss=dense_loss, loss_name=loss_name)
-        return display.plot(ax=ax) if plot else display
+        return display.plot(ax=ax, yscale=yscale) if plot else display
 
-    def plot(self, ax=None, *, logy=True, spread="minmax"):
-        """Draw one panel per stage: median over seeds per method, with its spread.
+    def plot(self, ax=None, *, yscale=None, spread=None):
+        """Draw one panel per stage: median (or mean) over seeds per method, with its spread.
 
         Parameters
         ----------
         ax : matplotlib Axes or array of Axes, default=None
             One per stage; a new figure if None.
-        logy : bool, default=True
-            Logarithmic loss axis (losses span orders of magnitude across ratios).
-        spread : {"minmax", "std", "none"}, default="minmax"
-            Band around each line: min to max over seeds, median ± one standard deviation,
-            or none. Drawn only where a method has more than one seed.
+        yscale : str, default=None
+            Any of matplotlib's scales (``"linear"``, ``"log"``, ``"symlog"``, ...). None
+            chooses from ``loss_name``: ``"log"`` for a loss or an error (they span orders
+            of magnitude across ratios) when every value is positive, ``"linear"`` for
+            anything else (accuracy, R², a score).
+        spread : {"minmax", "std", "none"}, default=None
+            Band around each line: min to max over seeds, the center ± one standard
+            deviation, or none; None is ``"std"`` for ``center="mean"`` and ``"minmax"``
+            otherwise. Drawn only where a method has more than one seed.
 
         Returns
         -------
@@ -264,6 +345,8 @@ class PruningCurveDisplay:
         """
         import matplotlib.pyplot as plt
 
+        if spread is None:
+            spread = "std" if self.center == "mean" else "minmax"
         if spread not in _SPREADS:
             raise ValueError(f"spread must be one of {_SPREADS}; got {spread!r}.")
         stages = list(self.losses)
@@ -287,7 +370,8 @@ class PruningCurveDisplay:
                 values = np.atleast_2d(np.asarray(values, dtype=float))
                 measured = ~np.all(np.isnan(values), axis=0)  # ratios this method was run at
                 x, v = self.ratios[measured], values[:, measured]
-                (line,) = panel.plot(x, np.nanmedian(v, axis=0), marker="o", markersize=3,
+                center = np.nanmean(v, 0) if self.center == "mean" else np.nanmedian(v, 0)
+                (line,) = panel.plot(x, center, marker="o", markersize=3,
                                      label=method, color=colors[method])
                 self.lines_[stage][method] = line
                 n_seeds = (~np.isnan(v)).sum(0)
@@ -295,21 +379,30 @@ class PruningCurveDisplay:
                     if spread == "minmax":
                         low, high = np.nanmin(v, 0), np.nanmax(v, 0)
                     else:
-                        mid, std = np.nanmedian(v, 0), np.nanstd(v, 0)
-                        low, high = mid - std, mid + std
+                        std = np.nanstd(v, 0)
+                        low, high = center - std, center + std
                     panel.fill_between(x, low, high, color=line.get_color(), alpha=0.15,
                                        linewidth=0)
             for k, (label, value) in enumerate((dense or {}).items()):
                 panel.axhline(value, color="black", linewidth=1,
                               linestyle=dense_styles[k % len(dense_styles)], label=label)
             panel.set_title(_STAGE_TITLES.get(stage, stage))
-            panel.set_xlabel("pruning ratio")
+            panel.set_xlabel(self.x_label)
             panel.set_ylabel(self.loss_name)
-            if logy:
-                panel.set_yscale("log")
+            panel.set_yscale(yscale or self._default_yscale())
             panel.grid(alpha=0.3)
             panel.legend(fontsize=8)
         self.axes_ = axes
         self.figure_ = axes[0].figure
         self.figure_.tight_layout()
         return self
+
+    def _default_yscale(self):
+        """``"log"`` for a loss whose values are all positive, ``"linear"`` otherwise."""
+        name = str(self.loss_name).lower()
+        values = [np.asarray(v, dtype=float) for per_method in self.losses.values()
+                  for v in per_method.values()]
+        values = np.concatenate([v.ravel() for v in values]) if values else np.array([])
+        values = values[~np.isnan(values)]
+        positive = values.size > 0 and bool(np.all(values > 0))
+        return "log" if positive and any(w in name for w in _LOSS_WORDS) else "linear"

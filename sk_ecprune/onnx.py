@@ -11,13 +11,27 @@ scikit-learn model::
 
     onx = to_onnx(pipe, X[:1].astype(np.float32))
 
-The converters read a fitted estimator through ``est.to_torch()`` only (plus
-``classes_`` for the classifier and ``n_outputs_`` for the regressor): a CPU float32
-``nn.Sequential`` of ``nn.Linear`` layers and elementwise activations. Every
-``nn.Linear`` becomes one ``Gemm`` node whose weight initializer is the layer's own
-``(out_features, in_features)`` matrix (``transB=1``), so the file holds exactly the
-matrices of ``to_torch()``: a compacted network gives small initializers, a
-weight-pruned one keeps its zeros inside dense matrices.
+The converters read a fitted estimator through ``est.to_torch()`` (plus
+``classes_`` for the classifier, ``n_outputs_`` for the regressor and, for a quantised
+model, the integer grids of its layers): a CPU float32 ``nn.Sequential`` of
+``nn.Linear`` layers and elementwise activations. Every ``nn.Linear`` becomes one
+``Gemm`` node whose weight initializer is the layer's own ``(out_features,
+in_features)`` matrix (``transB=1``), so the file holds exactly the matrices of
+``to_torch()``: a compacted network gives small initializers, a weight-pruned one keeps
+its zeros inside dense matrices.
+
+A quantised model (``quantize_bits`` set) stores each weight matrix as its integer
+codes with one float32 scale per output row, and a ``DequantizeLinear`` node (per-axis,
+``axis=0``) rebuilds the float matrix ``codes * scale`` in front of the same ``Gemm``:
+the rebuilt matrix is ``to_torch()``'s, bit for bit. The codes are int4 (two per byte)
+when ``quantize_bits <= 4`` and the target opset is at least :data:`INT4_OPSET`, int8
+otherwise. onnxruntime keeps ``DequantizeLinear`` nodes in the graph, and runs them on
+every call, unless the session sets ``session.disable_quant_qdq`` to ``"1"``, in which
+case it folds them into float matrices when the session loads::
+
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    session = onnxruntime.InferenceSession(onx.SerializeToString(), options)
 
 Conventions, as skl2onnx's converters of scikit-learn's own models:
 
@@ -40,6 +54,7 @@ Conventions, as skl2onnx's converters of scikit-learn's own models:
 try:
     from onnx import TensorProto, numpy_helper
     from skl2onnx import update_registered_converter
+    from skl2onnx._parse import _parse_sklearn_classifier
     from skl2onnx.common.data_types import (
         DoubleTensorType,
         FloatTensorType,
@@ -59,11 +74,13 @@ except ImportError as exc:  # the converters are an optional feature of the pack
     ) from exc
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 __all__ = [
     "CLASSIFIER_ALIAS",
     "GELU_OPSET",
+    "INT4_OPSET",
     "REGRESSOR_ALIAS",
     "register_converters",
 ]
@@ -74,6 +91,10 @@ CLASSIFIER_ALIAS = "SkEcPrunePrunedMLPClassifier"
 REGRESSOR_ALIAS = "SkEcPrunePrunedMLPRegressor"
 #: First opset of the ONNX ``Gelu`` operator; below it GELU is written with ``Erf``.
 GELU_OPSET = 20
+#: First opset whose ``DequantizeLinear`` reads int4 codes; below it they are int8.
+INT4_OPSET = 21
+#: First opset whose ``DequantizeLinear`` takes one scale per row (``axis``).
+_PER_AXIS_OPSET = 13
 
 #: Options of the classifier converter, as skl2onnx's classifiers declare them.
 _CLASSIFIER_OPTIONS = {
@@ -115,6 +136,7 @@ def _classifier_shapes(operator):
     ``nocl`` and string labels); the probabilities are ``(N, n_classes)`` in the
     output tensor type.
     """
+    check_is_fitted(operator.raw_operator)
     _check_operator_input(operator)
     calculate_linear_classifier_output_shapes(operator)
     n_rows = operator.inputs[0].get_first_dimension()
@@ -127,6 +149,7 @@ def _regressor_shapes(operator):
 
     Always 2-D, as skl2onnx's regressors: a single target is ``(N, 1)``.
     """
+    check_is_fitted(operator.raw_operator)
     n_rows = _check_operator_input(operator)
     n_outputs = int(operator.raw_operator.n_outputs_)
     operator.outputs[0].type = _output_tensor_type(operator)([n_rows, n_outputs])
@@ -160,9 +183,53 @@ def _add_node(scope, container, op_type, inputs, stem, **attrs):
     return out
 
 
-def _emit_linear(scope, container, layer, x, index):
-    """``x @ W.T + b`` as one ``Gemm`` with ``W`` stored as torch holds it."""
-    inputs = [x, _add_array(scope, container, f"linear{index}_weight", _param(layer.weight))]
+def _int4_tensor(codes):
+    """int4 codes (``-8..7``) as an ONNX tensor: two per byte, the first in the low nibble.
+
+    ONNX's packing of 4-bit types; an odd count ends with a zero nibble.
+    """
+    nibbles = codes.ravel().astype(np.int16) & 0xF
+    if len(nibbles) % 2:
+        nibbles = np.append(nibbles, 0)
+    tensor = TensorProto()
+    tensor.data_type = TensorProto.INT4
+    tensor.dims.extend(codes.shape)
+    tensor.raw_data = (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()
+    return tensor
+
+
+def _emit_dequantized_weight(scope, container, grid, index):
+    """The float weight matrix ``codes * scale`` of a quantised layer, as a
+    ``DequantizeLinear`` of its integer codes with one scale per row; return its name."""
+    codes, scales, bits = grid
+    if bits <= 4 and container.target_opset >= INT4_OPSET:
+        tensor, version = _int4_tensor(codes), INT4_OPSET
+    else:
+        tensor, version = numpy_helper.from_array(codes.astype(np.int8)), _PER_AXIS_OPSET
+    if container.target_opset < _PER_AXIS_OPSET:
+        raise ValueError(
+            f"A quantised model needs target_opset >= {_PER_AXIS_OPSET} (per-row scales "
+            f"of DequantizeLinear); got {container.target_opset}."
+        )
+    codes_name = scope.get_unique_variable_name(f"linear{index}_codes")
+    container.add_initializer(codes_name, tensor.data_type, codes.shape, tensor)
+    scale_name = _add_array(
+        scope, container, f"linear{index}_scale", np.asarray(scales, dtype=np.float32)
+    )
+    return _add_node(
+        scope, container, "DequantizeLinear", [codes_name, scale_name],
+        f"linear{index}_weight", axis=0, op_version=version,
+    )
+
+
+def _emit_linear(scope, container, layer, x, index, grid=None):
+    """``x @ W.T + b`` as one ``Gemm`` with ``W`` stored as torch holds it, or, for a
+    quantised layer (``grid`` = codes, scales, bits), rebuilt from its integer codes."""
+    if grid is None:
+        weight = _add_array(scope, container, f"linear{index}_weight", _param(layer.weight))
+    else:
+        weight = _emit_dequantized_weight(scope, container, grid, index)
+    inputs = [x, weight]
     if layer.bias is not None:
         inputs.append(_add_array(scope, container, f"linear{index}_bias", _param(layer.bias)))
     return _add_node(scope, container, "Gemm", inputs, f"linear{index}", transB=1)
@@ -230,10 +297,10 @@ def _emit_silu(scope, container, act, x, index):
 _ACTIVATION_EMITTERS = {nn.PReLU: _emit_prelu, nn.GELU: _emit_gelu, nn.SiLU: _emit_silu}
 
 
-def _emit_module(scope, container, module, x, index):
+def _emit_module(scope, container, module, x, index, grid=None):
     """Append the nodes of one module of the ``Sequential``; return its output name."""
     if isinstance(module, nn.Linear):
-        return _emit_linear(scope, container, module, x, index)
+        return _emit_linear(scope, container, module, x, index, grid)
     if isinstance(module, (nn.Identity, nn.Dropout)):
         return x  # nothing to compute at inference (dropout is the identity in eval mode)
     kind = type(module)
@@ -290,9 +357,20 @@ def _emit_network(scope, operator, container):
     if not isinstance(operator.inputs[0].type, FloatTensorType):
         # predict() validates X as float32 before the network sees it: do the same.
         x = _add_node(scope, container, "Cast", [x], "input_float", to=TensorProto.FLOAT)
+    grids = iter(_layer_grids(operator.raw_operator, module))
     for index, child in enumerate(module):
-        x = _emit_module(scope, container, child, x, index)
+        grid = next(grids) if isinstance(child, nn.Linear) else None
+        x = _emit_module(scope, container, child, x, index, grid)
     return x
+
+
+def _layer_grids(estimator, module):
+    """For each ``nn.Linear`` of ``module`` (``to_torch()``), its integer grid
+    ``(codes, scales, bits)`` when the estimator is quantised, else None."""
+    n_linear = sum(isinstance(m, nn.Linear) for m in module)
+    grids = getattr(estimator, "_export_grids", None)
+    grids = grids(module) if grids is not None else None
+    return [None] * n_linear if grids is None else grids
 
 
 def _emit_output(scope, container, operator, name, output):
@@ -389,6 +467,13 @@ def convert_regressor(scope, operator, container):
     _emit_output(scope, container, operator, prediction, operator.outputs[0])
 
 
+def _classifier_parser(scope, model, inputs, custom_parsers=None):
+    """skl2onnx's classifier parser, after checking that ``model`` is fitted (it reads
+    ``classes_`` before any shape calculator runs)."""
+    check_is_fitted(model)
+    return _parse_sklearn_classifier(scope, model, inputs, custom_parsers=custom_parsers)
+
+
 def register_converters():
     """Register the shape calculators and converters of both estimators with skl2onnx.
 
@@ -403,6 +488,7 @@ def register_converters():
         CLASSIFIER_ALIAS,
         _classifier_shapes,
         convert_classifier,
+        parser=_classifier_parser,
         options=_CLASSIFIER_OPTIONS,  # "zipmap" also registers skl2onnx's classifier parser
     )
     update_registered_converter(

@@ -11,7 +11,9 @@ from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import make_classification, make_regression  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.metrics import log_loss, mean_squared_error  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
@@ -184,7 +186,7 @@ def test_plot_checks_axes_and_spread(classifier_display):
         classifier_display.plot(ax=ax)
     with pytest.raises(ValueError, match="spread"):
         classifier_display.plot(spread="iqr")
-    redrawn = classifier_display.plot(spread="std", logy=False)
+    redrawn = classifier_display.plot(spread="std", yscale="linear")
     assert redrawn.axes_[0].get_yscale() == "linear"
     assert len(redrawn.axes_[0].collections) == len(METHODS)
 
@@ -198,3 +200,117 @@ def test_a_method_keeps_its_colour_in_every_panel():
     assert lines["pruned"]["a"].get_color() == lines["finetuned"]["a"].get_color()
     assert lines["pruned"]["c"].get_color() == lines["finetuned"]["c"].get_color()
     assert len({line.get_color() for line in lines["finetuned"].values()}) == 3
+
+
+# ------------------------------------------------------------------------ y-axis scale
+def test_the_default_y_scale_follows_the_metric(classification_data):
+    """Losses on a log axis, scores (accuracy) on a linear one; yscale= overrides."""
+    rows = [dict(stage="finetuned", method="ec", seed=0, ratio=r, loss=0.1 + r,
+                 accuracy=0.9 - r / 2) for r in (0.5, 0.9)]
+    assert PruningCurveDisplay.from_results(rows).axes_[0].get_yscale() == "log"
+    by_accuracy = PruningCurveDisplay.from_results(rows, loss_column="accuracy")
+    assert by_accuracy.axes_[0].get_yscale() == "linear"
+    assert by_accuracy.plot(yscale="log").axes_[0].get_yscale() == "log"
+    forced = PruningCurveDisplay.from_results(rows, yscale="linear")
+    assert forced.axes_[0].get_yscale() == "linear"
+    negative = [dict(r, loss=r["loss"] - 1.0) for r in rows]  # no log axis for values <= 0
+    assert PruningCurveDisplay.from_results(negative).axes_[0].get_yscale() == "linear"
+    X, X_test, y, y_test = classification_data
+    display = PruningCurveDisplay.from_estimator(
+        PrunedMLPClassifier(**TINY), X, y, X_test=X_test, y_test=y_test, ratios=0.5,
+        methods="magnitude", stages="pruned", scoring="accuracy")
+    assert display.loss_name == "accuracy" and display.axes_[0].get_yscale() == "linear"
+    assert 0 <= display.losses["pruned"]["magnitude"][0, 0] <= 1
+
+
+# --------------------------------------------------------------------- from_cv_results
+@pytest.fixture(scope="module")
+def search(classification_data):
+    X, _, y, _ = classification_data
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("mlp", PrunedMLPClassifier(**TINY, random_state=0))])
+    grid = {"mlp__prune_ratio": list(RATIOS), "mlp__method": list(METHODS)}
+    return GridSearchCV(pipe, grid, cv=3, refit=False,
+                        scoring={"accuracy": "accuracy", "log_loss": "neg_log_loss"}).fit(X, y)
+
+
+def test_from_cv_results_mean_and_std_over_folds_per_method(search):
+    display = PruningCurveDisplay.from_cv_results(search, metric="accuracy")
+    results = search.cv_results_
+    assert list(display.losses) == ["cv"] and len(display.axes_) == 1
+    assert _curve_labels(display.axes_[0]) == [f"method={m}" for m in METHODS]
+    assert display.axes_[0].get_xlabel() == "pruning ratio"
+    assert display.loss_name == "accuracy" and display.axes_[0].get_yscale() == "linear"
+    np.testing.assert_allclose(display.ratios, RATIOS)
+    for method in METHODS:
+        per_fold = display.losses["cv"][f"method={method}"]
+        assert per_fold.shape == (3, len(RATIOS))
+        for j, ratio in enumerate(RATIOS):
+            (i,) = [i for i, p in enumerate(results["params"])
+                    if p == {"mlp__prune_ratio": ratio, "mlp__method": method}]
+            assert per_fold[:, j] == pytest.approx(
+                [results[f"split{k}_test_accuracy"][i] for k in range(3)])
+            line = display.lines_["cv"][f"method={method}"]
+            assert line.get_ydata()[j] == pytest.approx(results["mean_test_accuracy"][i])
+            assert per_fold[:, j].std() == pytest.approx(results["std_test_accuracy"][i])
+    assert len(display.axes_[0].collections) == len(METHODS)  # one ± std band per method
+
+
+def test_from_cv_results_a_neg_loss_is_drawn_positive_on_a_log_axis(search):
+    display = PruningCurveDisplay.from_cv_results(search, x="mlp__prune_ratio",
+                                                  metric="log_loss")
+    assert display.loss_name == "log loss" and display.axes_[0].get_yscale() == "log"
+    line = display.lines_["cv"]["method=ec"]
+    i = search.cv_results_["params"].index({"mlp__prune_ratio": RATIOS[0], "mlp__method": "ec"})
+    assert line.get_ydata()[0] == pytest.approx(-search.cv_results_["mean_test_log_loss"][i])
+    fig, ax = plt.subplots()
+    linear = PruningCurveDisplay.from_cv_results(search, metric="log_loss", ax=ax,
+                                                 yscale="linear")
+    assert linear.figure_ is fig and ax.get_yscale() == "linear"
+
+
+def test_from_cv_results_errors(search):
+    with pytest.raises(ValueError, match="several metrics.*metric="):
+        PruningCurveDisplay.from_cv_results(search)  # refit=False names no metric
+    with pytest.raises(ValueError, match="'f1' is not in"):
+        PruningCurveDisplay.from_cv_results(search, metric="f1")
+    with pytest.raises(ValueError, match="x='lr' is not a parameter the search varied"):
+        PruningCurveDisplay.from_cv_results(search, x="lr", metric="accuracy")
+    with pytest.raises(ValueError, match="numeric"):
+        PruningCurveDisplay.from_cv_results(search, x="method", metric="accuracy")
+    with pytest.raises(NotFittedError, match="fit the search"):
+        PruningCurveDisplay.from_cv_results(GridSearchCV(PrunedMLPClassifier(), {}))
+
+
+def test_from_results_points_a_cv_results_table_to_from_cv_results(search):
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match=r"missing \['loss', 'method', 'ratio', 'seed', "
+                                         r"'stage'\].*from_cv_results\(search\)"):
+        PruningCurveDisplay.from_results(pd.DataFrame(search.cv_results_))
+
+
+class _FinishedSearch:
+    """The attributes from_cv_results reads, as a successive-halving search leaves them."""
+
+    scoring, refit, n_splits_ = None, True, 2
+    estimator = PrunedMLPRegressor()
+
+    def __init__(self, rows):
+        params, scores = zip(*rows)
+        self.cv_results_ = {"params": list(params), "mean_test_score": np.mean(scores, 1),
+                            "split0_test_score": np.array([s[0] for s in scores]),
+                            "split1_test_score": np.array([s[1] for s in scores])}
+
+
+def test_from_cv_results_later_evaluations_win_and_labels_name_every_varied_parameter():
+    rows = [({"prune_ratio": 0.5, "lr": 0.1, "batch_size": 8}, (0.1, 0.2)),
+            ({"prune_ratio": 0.9, "lr": 0.1, "batch_size": 8}, (0.3, 0.4)),
+            ({"prune_ratio": 0.5, "lr": 0.01, "batch_size": 8}, (0.5, 0.6)),
+            ({"prune_ratio": 0.5, "lr": 0.1, "batch_size": 8}, (0.7, 0.9))]  # re-evaluated
+    display = PruningCurveDisplay.from_cv_results(_FinishedSearch(rows))
+    assert display.loss_name == "R²" and display.axes_[0].get_yscale() == "linear"
+    assert list(display.losses["cv"]) == ["lr=0.1", "lr=0.01"]  # batch_size did not vary
+    np.testing.assert_allclose(display.losses["cv"]["lr=0.1"], [[0.7, 0.3], [0.9, 0.4]])
+    only = display.losses["cv"]["lr=0.01"]  # measured at 0.5 only: NaN at 0.9, drawn where run
+    assert np.isnan(only[:, 1]).all()
+    np.testing.assert_allclose(display.lines_["cv"]["lr=0.01"].get_xdata(), [0.5])

@@ -148,3 +148,59 @@ def test_nothing_refers_to_files_outside_the_repository():
         if any(word in text for word in OUTSIDE):
             offenders.append(name)
     assert not offenders, offenders
+
+
+def _engine_modules():
+    return {name: entry for name, entry in _modules().items()
+            if name.startswith("sk_ecprune.engine")}
+
+
+def test_one_registry_of_methods():
+    """Every compression method is registered in METHODS: no module of the engine keeps
+    another registry (a module-level dict or registry object that starts empty and is
+    filled later), and every registered entry is a Method of the kind it is listed under."""
+    from sk_ecprune.engine.methods import KINDS, METHODS, Method
+
+    offenders = []
+    for name, (path, tree) in _engine_modules().items():
+        for node in tree.body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            empty_dict = (isinstance(value, ast.Dict) and not value.keys) or (
+                isinstance(value, ast.Call) and getattr(value.func, "id", "") == "dict"
+                and not value.args and not value.keywords)
+            registry = isinstance(value, ast.Call) and getattr(value.func, "id", "") == (
+                "MethodRegistry")
+            if empty_dict or (registry and name != "sk_ecprune.engine.methods"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders
+    for kind in KINDS:
+        for name in METHODS.names(kind):
+            method = METHODS.get(name, kind)
+            assert isinstance(method, Method) and method.kind == kind, (kind, name)
+            assert method.describe(), (kind, name)
+
+
+def test_one_step_loop():
+    """Only the engine's loop (methods.run_steps) calls a method's plan and change, and
+    only prune_model turns a ratio into steps: no module keeps a loop of its own."""
+    callers = set()
+    for name, (path, tree) in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in ("plan", "change"):
+                callers.add(name)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "step_ratios":
+                callers.add(f"{name}: step_ratios")
+    assert callers == {"sk_ecprune.engine.methods", "sk_ecprune.engine.pruning: step_ratios",
+                       "sk_ecprune.engine.schedules: step_ratios"}, callers
+
+
+def test_the_engine_tests_import_nothing_of_the_estimators():
+    offenders = []
+    for path in sorted((ROOT / "tests" / "engine").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any("estimators" in (m or "") for m in [module, *names]):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders

@@ -41,7 +41,8 @@ def kept_mask(layer: nn.Linear) -> torch.Tensor:
 def set_parameters(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None = None):
     """Write new values of the weight (and bias) of ``layer``, masked or not.
 
-    A masked layer's values go into ``weight_orig``, so that the mask still applies; values
+    A masked layer's values go into ``weight_orig``, so that the mask still applies, and its
+    ``weight`` attribute is recomputed at once (not only at the next forward pass); values
     are cast to the parameters' dtype and device.
     """
     target = layer.weight_orig if prune.is_pruned(layer) else layer.weight
@@ -49,11 +50,22 @@ def set_parameters(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | 
         target.copy_(weight.to(target.dtype))
         if bias is not None:
             layer.bias.copy_(bias.to(layer.bias.dtype))
+    if target is not layer.weight:
+        _refresh_weight(layer)
 
 
 def apply_mask(layer: nn.Linear, keep: torch.Tensor) -> None:
     """Mask ``layer.weight`` through ``torch.nn.utils.prune`` (combined with any earlier mask)."""
     prune.custom_from_mask(layer, "weight", mask=keep)
+    _refresh_weight(layer)
+
+
+def _refresh_weight(layer: nn.Linear) -> None:
+    """Recompute a masked layer's ``weight`` now, as the pruning pre-hook does at the next
+    forward pass, outside autograd: a leaf, so that the module can be deep-copied (the
+    pre-hook rebuilds it with its graph when the module runs)."""
+    with torch.no_grad():
+        layer.weight = layer.weight_orig * layer.weight_mask
 
 
 def kept_masks(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -29,26 +29,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch import nn
 
 from ._checks import check_choice
 from .chain import NotAChain, linear_groups
 from .masks import apply_mask, effective_weight, kept_mask
+from .methods import METHODS, LayerChange, Method, make_generator, register_method, \
+    resolve_method
 from .recording import scoring_session
-from .scoring import make_generator
+from .scoring.registry import decide_compensation
 from .scoring.ec_obs.procedure import layer_metrics, write_joint_update
 from .scoring.ec_obs.solvers import single_costs
 from .sensitivities import METRICS, recorded_sensitivities
 
 __all__ = [
     "NEURON_SCORERS",
+    "ECOBSUnits",
+    "ECUnits",
+    "MagnitudeUnits",
     "NeuronImportance",
+    "RandomUnits",
+    "UnitScorer",
     "hidden_layers",
     "register_neuron_scorer",
-    "remove_units",
+    "remove_hidden_units",
     "score_neurons",
     "select_units",
 ]
@@ -98,11 +103,79 @@ class NeuronImportance:
         return self.constants is not None or self.metrics is not None
 
 
-NEURON_SCORERS: dict[str, Callable[..., NeuronImportance]] = {}
+@dataclass
+class _UnitSelection:
+    """A unit method's plan of one step: the hidden layers, the units each loses."""
+
+    hidden: list
+    take: list
+    importance: NeuronImportance
+    compensate: bool
+
+
+class UnitScorer(Method):
+    """A method that removes the hidden units its :meth:`unit_importance` ranks lowest per
+    weight they take away, and compensates in each consumer as its importance says."""
+
+    kind = "neuron"
+
+    def unit_importance(self, module, layers, hidden, data, *, output_metric="euclidean",
+                        generator=None) -> NeuronImportance:
+        """The cost of removing each unit of each of the ``hidden`` layers."""
+        raise NotImplementedError
+
+    def plan(self, step) -> _UnitSelection:
+        hidden = hidden_layers(step.module, step.layers)
+        importance = _checked(self.unit_importance(
+            step.module, step.layers, hidden, step.data, output_metric=step.output_metric,
+            generator=step.generator), step.method_name)
+        compensate = decide_compensation(step.compensate, importance, step.layers,
+                                         step.method_name)
+        n_weights = sum(layer.weight.numel() for layer in step.layers)
+        take = select_units(importance, hidden, step.layers, round(step.target * n_weights),
+                            step.layer_floor)
+        return _UnitSelection(hidden, take, importance, compensate)
+
+    def change(self, step, plan: _UnitSelection, index: int) -> LayerChange:
+        """Layer ``index`` loses its inputs from the units of hidden layer ``index - 1``
+        (and that layer the rows of those units), compensated here."""
+        shift, damping = None, 0.0
+        if index > 0:
+            h = plan.hidden[index - 1]
+            shift = remove_hidden_units(h, plan.take[index - 1], plan.importance,
+                                        plan.compensate)
+            metrics = plan.importance.metrics or []
+            if index - 1 < len(metrics) and metrics[index - 1] is not None:
+                damping = metrics[index - 1].relative_added_damping()
+        return LayerChange(shift, added_damping=damping, compensated=plan.compensate)
+
+
+class UnitScoringFunction(UnitScorer):
+    """A unit-scoring function as a method (what :func:`register_neuron_scorer` makes)."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def unit_importance(self, module, layers, hidden, data, **options):
+        return self.function(module, layers, hidden, data, **options)
+
+    def describe(self) -> str:
+        return (self.function.__doc__ or self.function.__name__).strip().splitlines()[0]
+
+
+def _as_unit_method(method):
+    if isinstance(method, Method) or (isinstance(method, type) and issubclass(method, Method)):
+        return method
+    return UnitScoringFunction(method)
+
+
+#: Method name -> unit-removing method: the view of the one registry for
+#: ``granularity="neuron"``.
+NEURON_SCORERS = METHODS.view("neuron", wrap=_as_unit_method)
 
 
 def register_neuron_scorer(name: str):
-    """Decorator that adds a unit-scoring function to :data:`NEURON_SCORERS`.
+    """Decorator that registers a unit-scoring function (or a :class:`UnitScorer`).
 
     Signature: ``scorer(module, layers, hidden, data, *, output_metric, generator)``, returning
     a :class:`NeuronImportance`; ``hidden`` lists the :class:`HiddenLayer` s of the chain.
@@ -157,64 +230,76 @@ def score_neurons(module, X, *, method="ec", batch_size=1024, output_metric="euc
 
 
 def _score(module, layers, hidden, data, method, output_metric, generator):
-    check_choice("method", method, NEURON_SCORERS)
+    scorer, name = resolve_method(method, "neuron")
     check_choice("output_metric", output_metric, METRICS)
-    importance = NEURON_SCORERS[method](module, layers, hidden, data,
-                                        output_metric=output_metric, generator=generator)
+    return _checked(scorer.unit_importance(module, layers, hidden, data,
+                                           output_metric=output_metric, generator=generator),
+                    name)
+
+
+def _checked(importance, name):
     for scores in importance.scores:
         if not torch.isfinite(scores).all():
-            raise FloatingPointError(f"method {method!r} produced non-finite unit scores; check "
+            raise FloatingPointError(f"method {name!r} produced non-finite unit scores; check "
                                      "the module's outputs on X for NaN or overflow.")
     return importance
 
 
 # ------------------------------------------------------------------------------ scoring
-@register_neuron_scorer("magnitude")
-def magnitude_neurons(module, layers, hidden, data, **_) -> NeuronImportance:
+@register_method("magnitude")
+class MagnitudeUnits(UnitScorer):
     """Squared L2 norm of each unit's incoming and outgoing weights."""
-    return NeuronImportance([
-        effective_weight(h.layer).double().square().sum(1)
-        + effective_weight(h.consumer).double().square().sum(0)
-        for h in hidden
-    ])
+
+    def unit_importance(self, module, layers, hidden, data, **_) -> NeuronImportance:
+        return NeuronImportance([
+            effective_weight(h.layer).double().square().sum(1)
+            + effective_weight(h.consumer).double().square().sum(0)
+            for h in hidden
+        ])
 
 
-@register_neuron_scorer("random")
-def random_neurons(module, layers, hidden, data, *, generator=None, **_) -> NeuronImportance:
+@register_method("random")
+class RandomUnits(UnitScorer):
     """Uniform random scores, from ``generator``."""
-    return NeuronImportance([
-        torch.rand(h.layer.out_features, generator=generator, dtype=torch.float64).to(
-            h.layer.weight.device)
-        for h in hidden
-    ])
+
+    def unit_importance(self, module, layers, hidden, data, *, generator=None, **_) -> NeuronImportance:
+        return NeuronImportance([
+            torch.rand(h.layer.out_features, generator=generator, dtype=torch.float64).to(
+                h.layer.weight.device)
+            for h in hidden
+        ])
 
 
-@register_neuron_scorer("ec")
-def ec_neurons(module, layers, hidden, data, *, output_metric="euclidean", **_):
+@register_method("ec")
+class ECUnits(UnitScorer):
     """Structured EC: the output change left after the consumer's bias absorbs the unit."""
-    stats = [_UnitStatistics() for _ in hidden]
-    for inputs, sensitivities, w in recorded_sensitivities(module, layers, data, output_metric,
-                                                           of="inputs"):
-        for stat, h in zip(stats, hidden):  # the units are the consumer's inputs
-            stat.update(sensitivities[h.index + 1], inputs[h.index + 1], w)
-    costs, constants = zip(*(stat.cost_and_constant() for stat in stats))
-    return NeuronImportance(list(costs), list(constants))
+
+    def unit_importance(self, module, layers, hidden, data, *, output_metric="euclidean", **_) -> NeuronImportance:
+        stats = [_UnitStatistics() for _ in hidden]
+        for inputs, sensitivities, w in recorded_sensitivities(module, layers, data, output_metric,
+                                                               of="inputs"):
+            for stat, h in zip(stats, hidden):  # the units are the consumer's inputs
+                stat.update(sensitivities[h.index + 1], inputs[h.index + 1], w)
+        costs, constants = zip(*(stat.cost_and_constant() for stat in stats))
+        return NeuronImportance(list(costs), list(constants))
 
 
-@register_neuron_scorer("ec_obs")
-def ec_obs_neurons(module, layers, hidden, data, *, output_metric="euclidean", **_):
+@register_method("ec_obs")
+class ECOBSUnits(UnitScorer):
     """Structured EC-OBS: the consumer's bias and other inputs' weights absorb the unit."""
-    consumers = [h.index + 1 for h in hidden]
-    metrics = layer_metrics(module, layers, data, output_metric, only=consumers)
-    return NeuronImportance(
-        [single_costs(metrics[h.index + 1], effective_weight(h.consumer))[0].sum(0)
-         for h in hidden],
-        metrics=[metrics[index] for index in consumers])
+
+    def unit_importance(self, module, layers, hidden, data, *, output_metric="euclidean", **_) -> NeuronImportance:
+        consumers = [h.index + 1 for h in hidden]
+        metrics = layer_metrics(module, layers, data, output_metric, only=consumers)
+        return NeuronImportance(
+            [single_costs(metrics[h.index + 1], effective_weight(h.consumer))[0].sum(0)
+             for h in hidden],
+            metrics=[metrics[index] for index in consumers])
 
 
 class _UnitStatistics:
     """Streaming ``E[S]``, ``E[S z]``, ``E[S z^2]`` per unit, about a per-unit shift (the
-    first batch's mean, so that ``C - A^2/B`` does not cancel), summed in float64."""
+    first batch's mean, so that ``C - A^2/B`` does not cancel), in float64."""
 
     def __init__(self):
         self.n = 0.0  # rows seen, or their total weight
@@ -226,21 +311,26 @@ class _UnitStatistics:
             self.shift = z.mean(0)
             self.B, self.A, self.C = (torch.zeros(z.shape[1], dtype=torch.float64,
                                                   device=z.device) for _ in range(3))
-        centred = z - self.shift
+        centred = z.double() - self.shift.double()
         if w is None:
             self.n += z.shape[0]
         else:
             S = S * w.unsqueeze(1)
             self.n += float(w.sum(dtype=torch.float64))
-        self.B += S.sum(0, dtype=torch.float64)
-        self.A += (S * centred).sum(0, dtype=torch.float64)
-        self.C += (S * centred.square()).sum(0, dtype=torch.float64)
+        S = S.double()
+        self.B += S.sum(0)
+        self.A += (S * centred).sum(0)
+        self.C += (S * centred.square()).sum(0)
 
     def cost_and_constant(self):
+        """Per unit: the cost ``C - A^2/B`` (0 for a dead unit, or one constant on the
+        weighted rows: the bias absorbs it exactly) and the constant ``E_S[z]``."""
         B, A, C = self.B / self.n, self.A / self.n, self.C / self.n
         alive = B > 0
         mean = torch.where(alive, A / torch.where(alive, B, torch.ones_like(B)), 0.0)
-        cost = torch.where(alive, (C - A * mean).clamp_min(0), 0.0)
+        cost = C - A * mean
+        mean_square = C + 2 * self.shift.double() * A + self.shift.double().square() * B
+        cost = torch.where(alive & (cost > 1e-9 * mean_square.clamp_min(0)), cost, 0.0)
         return cost, mean + self.shift.double()
 
 
@@ -285,31 +375,26 @@ def _ranked_candidates(importance, hidden, layer_floor):
 
 
 # ------------------------------------------------------------------------- compensation
-def remove_units(hidden, take, importance, compensate):
-    """Mask the rows and columns of the units in ``take``; compensate in the consumers.
-
-    Returns the bias shift added to each linear layer, by layer object (None where none).
-    """
-    shifts = {}
-    for h, units in zip(hidden, take):
-        if not units.any():
-            continue
-        units = units.to(h.layer.weight.device)
-        if compensate and importance.metrics is not None:
-            shift = _joint_update_consumer(h, units, importance.metrics[h.index])
-            if shift is not None:
-                shifts[h.consumer] = shift
-        elif compensate:
-            constants = importance.constants[h.index].to(h.consumer.weight.dtype)
-            shift = effective_weight(h.consumer)[:, units] @ constants[units]
-            with torch.no_grad():
-                h.consumer.bias.add_(shift)
-            shifts[h.consumer] = shift.double()
-        rows = kept_mask(h.layer) & ~units.unsqueeze(1)
-        cols = kept_mask(h.consumer) & ~units.unsqueeze(0)
-        apply_mask(h.layer, rows)
-        apply_mask(h.consumer, cols)
-    return shifts
+def remove_hidden_units(h, units, importance, compensate):
+    """Mask the rows of ``h.layer`` and the columns of ``h.consumer`` of the ``units`` (True =
+    remove); compensate in the consumer. Returns its bias shift (None where none)."""
+    if not units.any():
+        return None
+    units = units.to(h.layer.weight.device)
+    shift = None
+    if compensate and importance.metrics is not None:
+        shift = _joint_update_consumer(h, units, importance.metrics[h.index])
+    elif compensate:
+        constants = importance.constants[h.index].to(h.consumer.weight.dtype)
+        shift = effective_weight(h.consumer)[:, units] @ constants[units]
+        with torch.no_grad():
+            h.consumer.bias.add_(shift)
+        shift = shift.double()
+    rows = kept_mask(h.layer) & ~units.unsqueeze(1)
+    cols = kept_mask(h.consumer) & ~units.unsqueeze(0)
+    apply_mask(h.layer, rows)
+    apply_mask(h.consumer, cols)
+    return shift
 
 
 def _joint_update_consumer(h, units, metric):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 __all__ = ["LayerReport", "PruningReport", "chain_reports"]
 
@@ -23,20 +23,27 @@ class LayerReport:
         Weights absent after pruning, including those removed before this call.
     n_removed_now : int
         Weights removed by this call.
-    bias_shift : torch.Tensor or None
-        Total shift added to the layer's bias by this call (on the CPU, whatever the
-        module's device, so that a report outlives its GPU), or ``None`` if not compensated.
+    bias_shift : numpy.ndarray or None
+        Total shift added to the layer's bias by this call (float64 numpy, whatever the
+        module's device, so that a report outlives its GPU and persists with plain types),
+        or ``None`` if not compensated.
     weight_change : float
         Norm of the change of the layer's kept weights (summed over steps): nonzero only
         for methods that move the kept weights to compensate (``"ec_obs"``).
+    added_damping : float
+        EC-OBS: the largest ridge its Cholesky factorisation had to add to one of the
+        layer's Hessians beyond the method's own damping, relative to that Hessian's mean
+        diagonal (rank-deficient or rounding-indefinite statistics); 0 when none was
+        needed, and for every other method.
     """
 
     name: str
     n_weights: int
     n_removed: int
     n_removed_now: int
-    bias_shift: torch.Tensor | None = None
+    bias_shift: np.ndarray | None = None
     weight_change: float = 0.0
+    added_damping: float = 0.0
 
     @property
     def sparsity(self) -> float:
@@ -93,8 +100,9 @@ class PruningReport:
                     "sparsity": layer.sparsity,
                     "bias_shift_norm": None
                     if layer.bias_shift is None
-                    else float(layer.bias_shift.norm()),
+                    else float(np.linalg.norm(layer.bias_shift)),
                     "weight_change": layer.weight_change,
+                    "added_damping": layer.added_damping,
                 }
                 for layer in self.layers
             },
@@ -141,8 +149,9 @@ def chain_reports(reports: list[PruningReport]) -> PruningReport:
                 per_call[-1].n_weights,
                 per_call[-1].n_removed,
                 sum(layer.n_removed_now for layer in per_call),
-                torch.stack(shifts).sum(0) if shifts else None,
+                np.sum(shifts, axis=0) if shifts else None,
                 sum(layer.weight_change for layer in per_call),
+                max(layer.added_damping for layer in per_call),
             )
         )
     return chained

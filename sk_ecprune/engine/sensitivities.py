@@ -49,7 +49,8 @@ def linear_chain(module: nn.Module, layers: list[nn.Linear]):
     return [(group.linear, group.activations) for group in groups]
 
 
-def chain_sensitivities(groups, preacts, output, metric="euclidean", of="preactivations"):
+def chain_sensitivities(groups, preacts, output, metric="euclidean", of="preactivations",
+                        lowest=0):
     """Per-sample sensitivities of every layer of a chain, or None if too large.
 
     Same definition as :func:`output_sensitivities`: with ``J`` the Jacobian of the output
@@ -63,7 +64,8 @@ def chain_sensitivities(groups, preacts, output, metric="euclidean", of="preacti
     ``I - q q^T`` is a projection when ``sum(p) = 1``). ``R J`` is carried down the chain in
     place of ``J``, so the Fisher metric costs no more than the Euclidean one. Rows are
     processed in chunks so that no block exceeds :data:`MAX_JACOBIAN_ELEMENTS`; None when
-    a single row would.
+    a single row would. Layers below ``lowest`` are skipped (their entries are None): the
+    chain is carried down only as far as the lowest layer asked for.
     """
     check_choice("of", of, ("preactivations", "inputs"))
     n, n_outputs = output.shape
@@ -75,25 +77,26 @@ def chain_sensitivities(groups, preacts, output, metric="euclidean", of="preacti
         return None
     parts = [
         _chunk_sensitivities(groups, [a[start : start + chunk] for a in preacts],
-                             output[start : start + chunk], metric, of == "inputs")
+                             output[start : start + chunk], metric, of == "inputs", lowest)
         for start in range(0, n, chunk)
     ]
     if len(parts) == 1:
         return parts[0]
-    return [torch.cat(layer_parts) for layer_parts in zip(*parts)]
+    return [None if layer_parts[0] is None else torch.cat(layer_parts)
+            for layer_parts in zip(*parts)]
 
 
-def _chunk_sensitivities(groups, preacts, output, metric, of_inputs):
+def _chunk_sensitivities(groups, preacts, output, metric, of_inputs, lowest=0):
     sensitivities = [None] * len(groups)
     rotated = _output_metric_root(output.detach(), metric)  # R J, shape (n, n_outputs, width)
-    for index in reversed(range(len(groups))):
+    for index in reversed(range(lowest, len(groups))):
         linear, activations = groups[index]
         if activations:
             derivative = _elementwise_derivative(activations, preacts[index].detach())
             rotated = rotated * derivative.unsqueeze(1)
         if not of_inputs:
             sensitivities[index] = rotated.square().sum(1)
-        if index or of_inputs:
+        if index > lowest or of_inputs:
             rotated = rotated @ effective_weight(linear).detach()  # through the layer
         if of_inputs:
             sensitivities[index] = rotated.square().sum(1)
@@ -163,7 +166,8 @@ def output_sensitivities(
     return [(sq - m.square()).clamp_min(0) for sq, m in zip(squares, means)]
 
 
-def recorded_sensitivities(module, layers, data, metric="euclidean", of="preactivations"):
+def recorded_sensitivities(module, layers, data, metric="euclidean", of="preactivations",
+                           lowest=0):
     """Yield ``(inputs, sensitivities, weights)`` per batch of ``data``.
 
     ``inputs[l]`` is the input ``z`` of ``layers[l]`` (shape ``(n, in_features)``),
@@ -173,7 +177,8 @@ def recorded_sensitivities(module, layers, data, metric="euclidean", of="preacti
     :class:`~sk_ecprune.engine.recording.ScoringData` (None for unweighted data), for the
     caller's weighted means. A plain chain (:func:`linear_chain`) takes the closed form,
     where its Jacobian blocks fit (:data:`MAX_JACOBIAN_ELEMENTS`); every other module, one
-    autograd pass per output.
+    autograd pass per output. With ``lowest``, the closed form skips the layers below it
+    (their sensitivities are None); autograd computes them all.
     """
     chain = linear_chain(module, layers)
     with LayerRecorder(layers) as recorder:
@@ -181,10 +186,12 @@ def recorded_sensitivities(module, layers, data, metric="euclidean", of="preacti
             sensitivities = None
             if chain is not None:
                 output = forward_recorded(module, recorder, Xb, keep_graph=False)
-                sensitivities = chain_sensitivities(chain, recorder.outputs, output, metric, of)
+                sensitivities = chain_sensitivities(chain, recorder.outputs, output, metric, of,
+                                                    lowest)
             if sensitivities is None:
                 output = forward_recorded(module, recorder, Xb)
                 targets = recorder.inputs if of == "inputs" else recorder.outputs
                 sensitivities = output_sensitivities(output, targets, metric)
-            yield [z.detach() for z in recorder.inputs], [s.detach() for s in sensitivities], wb
+            yield ([z.detach() for z in recorder.inputs],
+                   [None if s is None else s.detach() for s in sensitivities], wb)
             recorder.clear()

@@ -1,5 +1,5 @@
 """The shared ``fit`` of the estimators, as named stages: validate, build, dense, schedule,
-finalize.
+finalize, quantize.
 
 :class:`_BasePrunedMLP` wraps a skorch network (it does not subclass skorch) and reaches the
 pruning engine through :func:`sk_ecprune.engine.prune_model` alone; it holds no pruning
@@ -19,8 +19,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..engine import (
+    ACTIVATIONS,
     NEURON_SCORERS,
     SCORERS,
+    Method,
+    Quantizer,
     chain_reports,
     compact,
     gradual_schedule,
@@ -34,7 +37,12 @@ from ._build import build_net, stage_callbacks, validation_fraction
 from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
 from ._data import net_inputs, to_tensor
-from ._mlp_module import ACTIVATIONS
+from ._quantize import (
+    QUANTIZE_METHODS,
+    export_grids,
+    onnx_model_bytes,
+    quantize_network,
+)
 from ._network import (
     NestedParamsMixin,
     check_module,
@@ -54,6 +62,7 @@ from ._params import (
     STRING,
     VERBOSE,
     Interval,
+    Kind,
     Options,
     check_device,
     check_granularity,
@@ -91,7 +100,9 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         "hidden_layer_sizes": [ARRAY_LIKE, Interval(Integral, 1, None)],
         "activation": [Options(ACTIVATIONS)],
         "prune_ratio": [Interval(Real, 0, 1)],
-        "method": [Options(lambda: SCORERS)],  # read when checked: methods may be added
+        "method": [Options(lambda: SCORERS),  # read when checked: methods may be added
+                   Kind(lambda value: isinstance(value, Method),
+                        "a method instance of sk_ecprune.engine (e.g. ECOBS(damp=0.1))")],
         "scope": [Options({"global", "layer", "magnitude_budget"})],
         "granularity": [Options({"weight", "neuron"})],
         "prune_steps": [Interval(Integral, 1, None)],
@@ -101,7 +112,13 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         "output_metric": [Options({"auto", "euclidean", "fisher"})],
         "max_epochs": [Interval(Integral, 0, None)],
         "finetune_epochs": [Interval(Integral, 0, None)],
+        "quantize_bits": [NONE, Interval(Integral, 2, 8, closed="both")],
+        "quantize_method": [Options(lambda: QUANTIZE_METHODS),
+                            Kind(lambda value: isinstance(value, Quantizer),
+                                 "a quantiser instance of sk_ecprune.engine (e.g. "
+                                 "ECOBSRounding(damp=0.1))")],
         "lr": [Interval(Real, 0, None, closed="neither")],
+        "finetune_lr": [NONE, Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None)],
         "optimizer": [Options(OPTIMIZERS), CALLABLE],
         "weight_decay": [Interval(Real, 0, None)],
@@ -130,7 +147,10 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         output_metric="auto",
         max_epochs=15,
         finetune_epochs=15,
+        quantize_bits=None,
+        quantize_method="ec_obs",
         lr=1e-3,
+        finetune_lr=None,
         batch_size=32,
         optimizer="adam",
         weight_decay=0.0,
@@ -159,7 +179,10 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         self.output_metric = output_metric
         self.max_epochs = max_epochs
         self.finetune_epochs = finetune_epochs
+        self.quantize_bits = quantize_bits
+        self.quantize_method = quantize_method
         self.lr = lr
+        self.finetune_lr = finetune_lr
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.weight_decay = weight_decay
@@ -215,6 +238,10 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
             self._fit_dense(data)
             self._prune_and_finetune(data)
             self._finalize()
+            if self._progress_ is not None and self.quantize_bits is not None:
+                self._progress_.begin(
+                    f"quantisation: {self.quantize_bits} bits, method={self.quantize_method}")
+            self._quantize(data)
             if self._progress_ is not None:
                 self._progress_.done(
                     f"Fitted: sparsity {self.sparsity_:.1%}, train loss "
@@ -378,7 +405,8 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         return loss
 
     def _start_finetuning(self):
-        """Fresh history, fine-tuning callbacks and optimizer for the fine-tuning."""
+        """Fresh history, fine-tuning callbacks and optimizer (learning rate
+        ``finetune_lr``, else ``lr``) for the fine-tuning."""
         net = self.net_
         net.history = History()
         self._hold_removed_weights_ = HoldRemovedWeights()
@@ -390,6 +418,8 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
             last=[("hold_removed_weights", self._hold_removed_weights_)],
         )
         net.initialize_callbacks()  # fresh timers, scores and progress output
+        # skorch builds the optimizer with the net's lr: the fine-tuning one from here on
+        net.lr = self.lr if self.finetune_lr is None else self.finetune_lr
         net.initialize_optimizer()
 
     def _finetune(self, data, epochs, stage="fine-tuning"):
@@ -431,6 +461,31 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
             self._compact_network()
         self.hidden_layer_sizes_ = hidden_layer_sizes_of(self.net_.module_)
         self._record_curves()
+
+    def _quantize(self, data):
+        """Stage 4: round the final (compacted) network's weights to ``quantize_bits``.
+
+        Last, so that the grids describe the network ``predict`` runs; see
+        :mod:`._quantize`.
+        """
+        quantize_network(self, data, _SCORING_BATCH_SIZE)
+
+    @property
+    def model_bytes_(self):
+        """int or None: size in bytes of the model's ONNX file (``sk_ecprune.onnx``).
+
+        ``skl2onnx.to_onnx(est, X[:1].astype(np.float32))`` with the default options and
+        opset, serialised; computed on first access. None without skl2onnx and onnx.
+        """
+        check_is_fitted(self)
+        if not hasattr(self, "_model_bytes_"):
+            self._model_bytes_ = onnx_model_bytes(self)
+        return self._model_bytes_
+
+    def _export_grids(self, module):
+        """The integer grids of ``module`` (``to_torch()``) for the ONNX export."""
+        check_is_fitted(self)
+        return export_grids(self, module)
 
     def _record_curves(self):
         """scikit-learn's MLP attributes of the training, from the two skorch histories.

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from skorch.dataset import ValidSplit
 
+from ..engine import MLP
 from ._callbacks import RaiseOnDivergence, StopEarly, ValidationScore
 from ._data import TensorBatchIterator, TensorDataset
-from ._mlp_module import MLP
 from ._net import net_class
 from ._network import build_module, nested_params, user_callbacks
 from ._params import OPTIMIZERS
-from ._progress import progress_callbacks
+from ._progress import discard, echo, progress_callbacks
 
 __all__ = [
     "EVAL_BATCH_SIZE",
@@ -136,6 +136,8 @@ def early_stopping_callbacks(estimator):
         threshold_mode="abs",
         lower_is_better=True,
         load_best=True,
+        # its message ("Stopping since valid_loss has not improved ...") only with verbose
+        sink=echo if estimator.verbose else discard,
     )
     return [("valid_score", ValidationScore(estimator._validation_score)),
             ("early_stopping", stop)]

@@ -84,6 +84,9 @@ PRUNING_STAGE_PARAMETERS = frozenset(
         "scoring_samples",
         "output_metric",
         "finetune_epochs",
+        "quantize_bits",
+        "quantize_method",
+        "finetune_lr",
         "memory",
         "verbose",
     }

@@ -13,11 +13,23 @@ from ._net import TrainingStopped
 
 __all__ = [
     "HoldRemovedWeights",
+    "print_line",
     "RaiseOnDivergence",
     "StopEarly",
     "TrainingDiverged",
     "ValidationScore",
 ]
+
+
+def print_line(*args, **kwargs):
+    """``print``, looked up when called: the sink of the nets' printing callbacks.
+
+    skorch's callbacks default to ``sink=print``, a reference to the ``builtins.print`` of
+    the moment the net is built. Ray replaces ``builtins.print`` in its driver; a net that
+    kept the original then fails to pickle (a second search, ``joblib.dump``). A function
+    of the package pickles by name and prints with whatever ``print`` is current.
+    """
+    print(*args, **kwargs)
 
 
 class TrainingDiverged(ValueError):
@@ -75,8 +87,9 @@ class HoldRemovedWeights(Callback):
 
     Parameters
     ----------
-    masks : dict of str to torch.Tensor or None, default=None
-        Boolean masks (True = kept) by the layer's name in ``module_.named_modules()``.
+    masks : dict of str to array-like or None, default=None
+        Boolean masks (True = kept) by the layer's name in ``module_.named_modules()``,
+        kept as numpy arrays (plain types: the fitted estimator persists with skops).
         None holds nothing.
     """
 
@@ -85,7 +98,7 @@ class HoldRemovedWeights(Callback):
 
     def hold(self, masks):
         """Hold ``masks`` from now on (gradual pruning: a later step removed more)."""
-        self.masks = masks
+        self.masks = {name: _to_numpy(mask) for name, mask in masks.items()}
         self._targets = None
 
     def initialize(self):
@@ -121,7 +134,8 @@ class HoldRemovedWeights(Callback):
         pairs = []
         for name, mask in self.masks.items():
             weight = layers[name].weight.detach()
-            pairs.append((weight, mask.to(device=weight.device, dtype=weight.dtype)))
+            pairs.append((weight, torch.as_tensor(mask).to(device=weight.device,
+                                                            dtype=weight.dtype)))
         return pairs
 
     def _apply(self):
@@ -132,6 +146,10 @@ class HoldRemovedWeights(Callback):
         state = self.__dict__.copy()
         state["_targets"] = None  # rebuilt at the next training; keeps GPU tensors out
         return state
+
+
+def _to_numpy(mask):
+    return mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
 
 
 class StopEarly(EarlyStopping):

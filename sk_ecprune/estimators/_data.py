@@ -331,14 +331,15 @@ def check_sample_weight(sample_weight, n_samples):
     """``sample_weight`` checked as scikit-learn checks it, as float32; None stays None.
 
     A number gives every row that weight. Anything else must be array-like of shape
-    ``(n_samples,)`` holding finite, non-negative numbers, not all zero (in float32, the
-    precision the network trains in). The caller's array is never modified.
+    ``(n_samples,)`` holding finite (in float64), non-negative numbers, not all zero. They
+    are returned normalised to mean 1: only their ratios matter. The caller's array is
+    never modified.
 
     Raises
     ------
     ValueError
-        Naming what is wrong: the shape, NaN or infinity, a negative weight, values too
-        large for float32, or weights that are all zero.
+        Naming what is wrong: the shape, NaN or infinity, a negative weight, or weights
+        that are all zero.
     """
     if sample_weight is None:
         return None
@@ -354,9 +355,14 @@ def check_sample_weight(sample_weight, n_samples):
         )
     if (weights < 0).any():
         raise ValueError("Negative values in data passed to sample_weight.")
-    with np.errstate(over="ignore"):
-        weights = weights.astype(np.float32)
-    check_finite_float32(weights, "sample_weight")
+    if not weights.max() > 0:
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    # Every use of the weights is a weighted mean, which does not depend on their scale:
+    # normalised to mean 1 (in float64, by the largest first so that nothing overflows),
+    # w and c * w give the same fit for every positive c, and float32 neither overflows
+    # nor underflows (a batch weight sum of uniform 1e-40 weights would be subnormal).
+    weights = weights / weights.max()
+    weights = (weights / weights.mean()).astype(np.float32)
     if not weights.sum(dtype=np.float64) > 0:
         raise ValueError("Sample weights must contain at least one non-zero number.")
     return weights

@@ -16,13 +16,14 @@ default="prelu"
         Fraction of the weights (biases excluded) removed after the dense training.
         0 keeps the dense network.
 
-    method : str, default="ec_obs"
-        Weight-scoring method, a key of :data:`sk_ecprune.SCORERS` (the registry: each
-        function's docstring says what it computes, and README's table lists the built-in
-        ones). ``"ec_obs"`` compensates each removal with the unit's bias and its kept
-        weights (an Optimal Brain Surgeon step), ``"ec"`` (elimination-compensation) with
-        the bias alone; methods registered with :func:`sk_ecprune.register_scorer` are
-        accepted too.
+    method : str or sk_ecprune.engine.Method, default="ec_obs"
+        Pruning method, a key of :data:`sk_ecprune.SCORERS` (the registry: each method's
+        docstring says what it computes, and README's table lists the built-in ones), or a
+        method instance with its options set, e.g. ``ECOBS(damp=0.1)`` (its options are
+        then searchable as ``method__damp``). ``"ec_obs"`` compensates each removal with
+        the unit's bias and its kept weights (an Optimal Brain Surgeon step), ``"ec"``
+        (elimination-compensation) with the bias alone; methods registered with
+        :func:`sk_ecprune.register_method` are accepted too.
 
     scope : {"global", "layer", "magnitude_budget"}, default="global"
         Rank all weights together, remove ``prune_ratio`` of each layer, or remove from
@@ -80,8 +81,36 @@ default="prelu"
         Epochs of fine-tuning after pruning, with a fresh optimizer and the removed
         weights held at zero. 0 returns the network right after pruning.
 
+    quantize_bits : int in [2, 8] or None, default=None
+        Round every weight of the final network (after pruning and fine-tuning, and after
+        the compaction of ``granularity="neuron"``) to a symmetric grid of this many bits
+        with one scale per output row: ``scale_i * {-qmax, ..., qmax}``,
+        ``qmax = 2**(bits - 1) - 1``, the scale from the row's largest weight. Removed
+        weights stay zero. The weights stay float32 on their grid (``predict``,
+        ``coefs_`` and ``to_torch()`` are unchanged in kind); ``quantization_`` holds the
+        integer codes and scales, and the ONNX export stores them as int8 (int4 for
+        ``quantize_bits <= 4`` at opset 21 and above). None keeps float32 weights.
+
+    quantize_method : {"ec_obs", "ec", "gptq", "rtn"}, default="ec_obs"
+        How the rounding errors are compensated, layer by layer from the input side, each
+        layer measured on the network whose earlier layers are already rounded:
+        ``"ec_obs"`` sweeps each row's columns and lets the bias and the not yet rounded
+        weights absorb each rounding error under the unit's output-weighted statistics
+        (those of ``method="ec_obs"``); ``"ec"`` rounds to nearest and shifts the bias by
+        the expected change; ``"gptq"`` is GPTQ (Frantar et al. 2023: the same sweep with
+        the unweighted input second moment, bias untouched); ``"rtn"`` rounds to nearest.
+        Measured on the ``scoring_samples`` rows. Ignored when ``quantize_bits`` is None.
+
     lr : float > 0, default=1e-3
-        Learning rate of both phases.
+        Learning rate of the dense training (and of the fine-tuning unless
+        ``finetune_lr`` is given).
+
+    finetune_lr : float > 0 or None, default=None
+        Learning rate of the fine-tuning after pruning (its optimizer is a fresh one);
+        None uses ``lr``. A smaller one keeps the fine-tuned network closer to what the
+        pruning left: measured to help where the dense network already overfits
+        (small data, whole units removed) and to hurt where the dense training had not
+        converged (``benchmarks/RESULTS.md``, "Fine-tuning ablation").
 
     batch_size : int >= 1, default=32
         Mini-batch size of training. Small batches give the default 15 epochs enough
@@ -154,8 +183,8 @@ default="prelu"
         Cache of the trained dense network, as ``Pipeline(memory=...)``: a directory or
         a :class:`joblib.Memory`. Fits that differ only in ``prune_ratio``, ``method``,
         ``scope``, ``prune_steps``, ``gradual``, ``layer_floor``, ``scoring_samples``,
-        ``output_metric``,
-        ``finetune_epochs`` or ``verbose`` (for example
+        ``output_metric``, ``finetune_epochs``, ``finetune_lr``, ``quantize_bits``,
+        ``quantize_method`` or ``verbose`` (for example
         the grid points of a ``GridSearchCV`` on one fold) train the dense network once
         and load it afterwards; any other parameter, the data, the seed, the versions
         of Python, torch, skorch, scikit-learn or numpy, or sk_ecprune's source start
@@ -237,6 +266,26 @@ _ATTRIBUTES_DOC = """
 
     pruning_time_ : float
         Seconds spent scoring and removing weights (all steps).
+
+    quantization_ : list of sk_ecprune.LayerQuantization or None
+        With ``quantize_bits``, one record per ``nn.Linear`` of ``net_.module_`` in order
+        (the layers of ``coefs_``): ``name``, ``bits``, ``method``, ``scales`` (float32,
+        one per output row) and ``codes`` (int8, shape ``(out_features, in_features)``),
+        with ``weight == codes * scales[:, None]`` exactly in float32 (``coefs_[i]`` is
+        its transpose). None without quantisation. Describes the fitted network: training
+        ``net_`` further moves the weights off their grids.
+
+    quantization_time_ : float
+        Seconds spent quantising (0.0 without ``quantize_bits``).
+
+    model_bytes_ : int or None
+        Size in bytes of the model's ONNX file, ``skl2onnx.to_onnx(est,
+        X[:1].astype(np.float32))`` serialised (default options and opset; int8 or int4
+        initializers for a quantised model, float32 otherwise): what a deployment ships,
+        comparable across pruning ratios, granularities and bit widths (see README,
+        "Quantisation", for a search that refits the smallest model within a tolerance
+        of the best score). Computed on first access (one conversion); None when skl2onnx
+        or onnx is not installed (``pip install sk_ecprune[onnx]``).
 
     history_dense_, history_finetune_ : skorch.history.History
         skorch's per-epoch history of the dense training and of the fine-tuning, all

@@ -9,6 +9,7 @@ parameter, what it accepts and what it got.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Callable
@@ -40,7 +41,11 @@ class InvalidParameterError(ValueError, TypeError):
 
 @dataclass(frozen=True)
 class Interval:
-    """Numbers of ``kind`` (``numbers.Integral`` or ``numbers.Real``) between two bounds."""
+    """Numbers of ``kind`` (``numbers.Integral`` or ``numbers.Real``) between two bounds.
+
+    NaN and infinity are never accepted (NaN fails every comparison, so it is tested for
+    explicitly): no parameter of the estimators has a meaning for them.
+    """
 
     kind: type
     low: float | None
@@ -49,6 +54,8 @@ class Interval:
 
     def accepts(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, self.kind):
+            return False
+        if not math.isfinite(value):
             return False
         if self.low is not None:
             if value < self.low or (value == self.low and self.closed in ("right", "neither")):
@@ -136,9 +143,17 @@ def validate_params(estimator, constraints: dict) -> None:
 def check_granularity(granularity, method, scope, neuron_methods):
     """Raise if ``method`` (not in ``neuron_methods``) or ``scope`` cannot remove whole units
     (``granularity="neuron"``)."""
+    kind = getattr(method, "kind", None)  # a method instance (sk_ecprune.engine.Method)
+    if kind is not None:
+        expected = "neuron" if granularity == "neuron" else "weight"
+        if kind != expected:
+            raise InvalidParameterError(
+                f"method={method!r} is a method of kind {kind!r}; granularity={granularity!r}"
+                f" needs one of kind {expected!r}."
+            )
     if granularity != "neuron":
         return
-    if method not in neuron_methods:
+    if kind is None and method not in neuron_methods:
         raise InvalidParameterError(
             f"method={method!r} has no version that removes whole units; with "
             f"granularity='neuron' use one of {sorted(neuron_methods)}."

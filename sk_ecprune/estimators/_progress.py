@@ -9,24 +9,26 @@
 - ``verbose=2``: also a tqdm progress bar over each epoch's batches (:class:`BatchProgressBar`,
   skorch's ``ProgressBar``) on standard error.
 
-Every line goes through :func:`echo`, which looks ``print`` up when it is called, not when
-the package is imported: tools that capture a worker's output (Ray, Jupyter) replace
+Every line goes through :func:`echo` (the package's sink ``print_line``), which looks
+``print`` up when it is called, not when the package is imported: tools that capture a worker's output (Ray, Jupyter) replace
 ``builtins.print``, and a sink bound at import (skorch's ``PrintLog(sink=print)``) would keep
 printing to the original stream.
 """
 
 from __future__ import annotations
 
-import builtins
 import time
 from numbers import Number
 
 from skorch.callbacks import Callback, ProgressBar
 
+from ._callbacks import print_line
+
 __all__ = [
     "BatchProgressBar",
     "EpochLog",
     "FitProgress",
+    "discard",
     "echo",
     "fit_progress",
     "progress_callbacks",
@@ -37,8 +39,13 @@ _NOT_SHOWN = frozenset({"epoch", "dur", "train_batch_count", "valid_batch_count"
 
 
 def echo(text: str) -> None:
-    """Print ``text`` with the ``print`` in effect now (flushed)."""
-    builtins.print(text, flush=True)
+    """Print ``text`` with the ``print`` in effect now (flushed), through the package's
+    sink :func:`~._callbacks.print_line`."""
+    print_line(text, flush=True)
+
+
+def discard(*args, **kwargs) -> None:
+    """A sink that prints nothing (the callbacks' messages with ``verbose=0``)."""
 
 
 def _seconds(value: float) -> str:
@@ -132,6 +139,7 @@ def fit_progress(estimator):
     schedule = estimator._schedule()  # (ratio, steps, epochs) of each pruning call
     n_stages = 1 + sum(1 + (epochs > 0) for _, _, epochs in schedule)
     n_stages += 0 if schedule else int(estimator.finetune_epochs > 0)
+    n_stages += getattr(estimator, "quantize_bits", None) is not None
     return FitProgress(n_stages, estimator.max_epochs + estimator.finetune_epochs,
                        len(schedule))
 

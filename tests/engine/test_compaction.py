@@ -16,7 +16,7 @@ from torch.nn.utils import parametrize, prune
 
 from sk_ecprune.engine import compact, hidden_widths
 from sk_ecprune.engine.chain import ELEMENTWISE
-from sk_ecprune.estimators._mlp_module import MLP
+from sk_ecprune.engine import MLP
 
 
 # --- activations -----------------------------------------------------------------------

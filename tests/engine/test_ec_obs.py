@@ -15,7 +15,6 @@ from torch import nn
 
 from sk_ecprune.engine import SCORERS, prune_model, score_weights
 from sk_ecprune.engine.recording import scoring_session
-from sk_ecprune.engine.scoring import PROCEDURES
 from sk_ecprune.engine.scoring.ec_obs import register_ec_obs
 from sk_ecprune.engine.scoring.ec_obs.solvers import greedy_sequences, joint_update, single_costs
 from sk_ecprune.engine.scoring.ec_obs.statistics import UnitStatistics, row_metric
@@ -50,12 +49,11 @@ def undamped():
     names = []
     for selection in ("sweep", "greedy", "oneshot"):
         name = f"_test_ec_obs_{selection}"
-        register_ec_obs(name, "test variant", selection=selection, damp=0.0)
+        register_ec_obs(name, selection=selection, damp=0.0)
         names.append(name)
     yield names
     for name in names:
         SCORERS.pop(name)
-        PROCEDURES.pop(name)
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "fisher"])

@@ -7,7 +7,7 @@ from torch import nn
 from sk_ecprune.engine import score_weights, sensitivities
 from sk_ecprune.engine.recording import LayerRecorder, forward_recorded, linear_layers
 from sk_ecprune.engine.sensitivities import chain_sensitivities, linear_chain, output_sensitivities
-from sk_ecprune.estimators._mlp_module import MLP
+from sk_ecprune.engine import MLP
 
 from .._reference import ResidualMLP
 

@@ -136,6 +136,7 @@ def test_pruning_settings_share_one_entry(Est, reg_data, clf_data, tmp_path, cap
         dict(prune_ratio=0.8, method="magnitude"),
         dict(scope="layer"),
         dict(finetune_epochs=0),
+        dict(finetune_lr=1e-3),
         dict(hidden_layer_sizes=[8, 8]),  # the same network as (8, 8)
         dict(verbose=1),
     ]

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor, _build, _data
 from sk_ecprune.estimators import _skorch_internals as internals
 from sk_ecprune.estimators._data import TensorBatchIterator, TensorDataset
-from sk_ecprune.estimators._mlp_module import MLP
+from sk_ecprune.engine import MLP
 from sk_ecprune.estimators._net import FastPrunedNetRegressor, PrunedNetMixin
 
 FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2)

@@ -44,3 +44,25 @@ def test_the_cache_serves_ec_obs_from_the_dense_stage_of_ec(data, tmp_path, caps
     second.fit(X, y)
     assert "Dense network loaded from the cache (memory)" in capsys.readouterr().out
     assert second.pruning_report_.method == "ec_obs"
+
+
+def test_a_method_instance_fits_clones_and_its_options_are_searched(data):
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    from sk_ecprune.engine import ECOBS, ECOBSUnits
+
+    X, y = data[PrunedMLPRegressor]
+    method = ECOBS(damp=0.0, selection="oneshot")
+    est = PrunedMLPRegressor(prune_ratio=0.6, **{**FAST, "method": method}).fit(X, y)
+    assert est.pruning_report_.method == repr(method)
+    assert est.method is method and method.damp == 0.0  # fit leaves the parameter alone
+    copy_ = clone(est)
+    assert copy_.method is not method and copy_.get_params()["method__damp"] == 0.0
+    search = GridSearchCV(est, {"method__damp": [0.0, 0.1]}, cv=2).fit(X, y)
+    assert {p["method__damp"] for p in search.cv_results_["params"]} == {0.0, 0.1}
+    with pytest.raises(ValueError, match="kind 'weight'"):
+        PrunedMLPRegressor(granularity="neuron", **{**FAST, "method": method}).fit(X, y)
+    units = PrunedMLPRegressor(granularity="neuron", prune_ratio=0.4,
+                               **{**FAST, "method": ECOBSUnits()}).fit(X, y)
+    assert units.pruning_report_.granularity == "neuron"

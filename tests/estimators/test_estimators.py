@@ -401,6 +401,10 @@ def test_continuous_target_for_classifier(reg_data):
         ("hidden_layer_sizes", 0, r"'hidden_layer_sizes' .* must be an array-like or an int "
                                   r"in the range \[1, inf\)"),
         ("lr", 0.0, r"'lr' .* must be a float in the range \(0(\.0)?, inf\)"),
+        ("lr", float("nan"), r"'lr' .* must be a float in the range \(0(\.0)?, inf\)"),
+        ("finetune_lr", 0.0, r"'finetune_lr' .* must be None or a float in the range \(0"),
+        ("finetune_lr", float("nan"), r"'finetune_lr' .* must be None or a float in the ran"),
+        ("finetune_lr", "1e-3", r"'finetune_lr' .* must be None or a float .* Got '1e-3'"),
         ("batch_size", 0, r"'batch_size' .* must be an int in the range \[1, inf\)"),
         ("optimizer", "lbfgs", r"'optimizer' .* must be a str among .*'adam'.* or a callable"),
         ("validation_fraction", 1.0, r"'validation_fraction' .* must be None or a float"),
@@ -596,7 +600,7 @@ def test_no_warnings_on_plain_fit(reg_data, clf_data):
 
 
 def test_mlp_module_layout_and_unknown_activation():
-    from sk_ecprune.estimators._mlp_module import MLP
+    from sk_ecprune.engine import MLP
 
     mlp = MLP(5, 3, hidden_layer_sizes=(4, 2), activation="prelu")
     kinds = [type(m).__name__ for m in mlp.layers]

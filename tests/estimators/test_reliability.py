@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from sk_ecprune.engine import SCORERS, prune_model, score_weights
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._cache import DenseCacheWarning
-from sk_ecprune.estimators._mlp_module import MLP
+from sk_ecprune.engine import MLP
 
 # 64 rows in batches of 32: 2 optimizer steps per epoch.
 FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=4, finetune_epochs=4, lr=1e-2, batch_size=32)
@@ -154,7 +154,7 @@ def test_an_interrupt_while_pruning_leaves_nothing_fitted(reg_data, monkeypatch)
         calls.append(1)
         if len(calls) == 3:  # the third step of the schedule
             raise KeyboardInterrupt
-        return SCORERS["magnitude"](module, layers, data, **kwargs)
+        return SCORERS["magnitude"]().importance(module, layers, data, **kwargs)
 
     monkeypatch.setitem(SCORERS, "interrupting", interrupting)
     est = PrunedMLPRegressor(**FAST, method="interrupting", random_state=0)

@@ -11,7 +11,7 @@ from sklearn.datasets import make_blobs, make_regression
 from sk_ecprune.engine import kept_masks, make_permanent, prune_model
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._callbacks import HoldRemovedWeights
-from sk_ecprune.estimators._mlp_module import MLP
+from sk_ecprune.engine import MLP
 
 FAST = dict(hidden_layer_sizes=(12, 8), max_epochs=3, finetune_epochs=5, lr=1e-2)
 
@@ -108,6 +108,33 @@ def test_gradual_spreads_the_epochs_and_ends_with_fine_tuning(reg_data):
     est = PrunedMLPRegressor(**FAST, prune_ratio=0.8, prune_steps=8, gradual=True)
     assert sum(e for _, _, e in est._schedule()) == FAST["finetune_epochs"]
     assert est._schedule()[-1][2] > 0
+
+
+class _RecordLearningRates:
+    """A stand-in for ``torch.optim.Adam`` that records the lr of every optimizer built."""
+
+    def __init__(self):
+        self.lrs = []
+
+    def __call__(self, params, lr, **kwargs):
+        self.lrs.append(lr)
+        return torch.optim.Adam(params, lr=lr, **kwargs)
+
+
+@pytest.mark.parametrize("gradual", [False, True])
+def test_finetune_lr_sets_only_the_fine_tuning_optimizer(gradual, reg_data):
+    X, y = reg_data
+    kw = dict(**FAST, prune_ratio=0.6, prune_steps=2, gradual=gradual, random_state=0)
+    record = _RecordLearningRates()
+    est = PrunedMLPRegressor(**kw, optimizer=record, finetune_lr=3e-4).fit(X, y)
+    assert record.lrs == [1e-2, 3e-4]  # the dense stage's, then one for the fine-tuning
+    assert est.net_.optimizer_.param_groups[0]["lr"] == 3e-4
+    default = PrunedMLPRegressor(**kw).fit(X, y)
+    same = PrunedMLPRegressor(**kw, finetune_lr=FAST["lr"]).fit(X, y)
+    assert est.loss_before_pruning_ == default.loss_before_pruning_  # same dense network
+    for a, b, c in zip(*(_weights(e.net_.module_) for e in (default, same, est))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # None means lr: the same fit
+        assert not torch.allclose(a, c)  # another fine-tuning
 
 
 @pytest.mark.parametrize("Est", [PrunedMLPRegressor, PrunedMLPClassifier])

@@ -213,7 +213,8 @@ def test_early_stopping_restores_within_each_fine_tuning_segment_with_its_zeros(
     layers = dict(est.net_.module_.named_modules())
     for name, kept in masks.items():
         weight = layers[name].weight.detach()
-        assert torch.equal(weight == 0, ~kept.to(weight.device)), name  # exactly its zeros
+        kept = torch.as_tensor(kept).to(weight.device)  # held as numpy (persistable)
+        assert torch.equal(weight == 0, ~kept), name  # exactly its zeros
     assert est.sparsity_ == pytest.approx(0.7, abs=1e-3)
 
 
@@ -312,7 +313,7 @@ def test_the_pruning_scores_the_rows_with_their_weights(reg_data, monkeypatch):
 
     def recording(module, layers, data, **kwargs):  # what the engine hands a method
         seen.append((data.X.clone(), None if data.weights is None else data.weights.clone()))
-        return SCORERS["magnitude"](module, layers, data, **kwargs)
+        return SCORERS["magnitude"]().importance(module, layers, data, **kwargs)
 
     monkeypatch.setitem(SCORERS, "recording", recording)
     X, y = reg_data
@@ -320,15 +321,16 @@ def test_the_pruning_scores_the_rows_with_their_weights(reg_data, monkeypatch):
     params = dict(FAST, method="recording", prune_steps=2, gradual=False)
     PrunedMLPRegressor(**params, scoring_samples=None).fit(X, y, sample_weight=weights)
     assert len(seen) == 2  # one call per step, all rows with their weights
+    normalised = weights / weights.mean()  # only ratios matter: scaled to mean 1
     for X_scored, w_scored in seen:
         np.testing.assert_allclose(X_scored.numpy(), X, rtol=1e-6)
-        np.testing.assert_allclose(w_scored.numpy(), weights, rtol=1e-6)
+        np.testing.assert_allclose(w_scored.numpy(), normalised, rtol=1e-6)
     seen.clear()
     PrunedMLPRegressor(**params, scoring_samples=30).fit(X, y, sample_weight=weights)
     X_scored, w_scored = seen[0]
     rows = [int(np.argmin(np.abs(X - row.numpy()).sum(1))) for row in X_scored]
     assert len(set(rows)) == 30
-    np.testing.assert_allclose(w_scored.numpy(), weights[rows], rtol=1e-6)  # with their rows
+    np.testing.assert_allclose(w_scored.numpy(), normalised[rows], rtol=1e-6)  # their rows
     seen.clear()
     PrunedMLPRegressor(**params).fit(X, y)
     assert seen[0][1] is None
@@ -340,7 +342,6 @@ def test_the_pruning_scores_the_rows_with_their_weights(reg_data, monkeypatch):
         (-np.ones(80), ValueError, "Negative values in data passed to sample_weight"),
         (np.full(80, np.nan), ValueError, "Input sample_weight contains NaN"),
         (np.full(80, np.inf), ValueError, "Input sample_weight contains infinity"),
-        (np.full(80, 1e39), ValueError, "sample_weight contains values too large for float32"),
         (np.ones(79), ValueError, r"sample_weight.shape == \(79,\), expected \(80,\)"),
         (np.ones((80, 2)), ValueError, r"sample_weight.shape == \(80, 2\), expected \(80,\)"),
         (np.zeros(80), ValueError, "Sample weights must contain at least one non-zero number"),

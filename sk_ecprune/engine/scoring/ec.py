@@ -20,17 +20,17 @@ from torch import nn
 from ..masks import effective_weight
 from ..recording import ScoringData
 from ..sensitivities import recorded_sensitivities
-from .registry import Importance, register_scorer
+from ..methods import register_method
+from .registry import Importance, WeightScorer
 
-__all__ = ["ec_importance", "ec_statistics", "obd_importance"]
+__all__ = ["EC", "OBD", "ec_statistics"]
 
 
 class _ECStatistics:
     """Streaming sums of B, A and C for one layer.
 
     ``z`` is centred on a per-feature shift (the first batch's mean) before the products, so
-    that ``C - A^2 / B`` does not cancel catastrophically when computed in float32; the batch
-    products run in the module's precision and are summed in float64.
+    that ``C - A^2 / B`` does not cancel catastrophically; products and sums run in float64.
     """
 
     def __init__(self):
@@ -45,15 +45,16 @@ class _ECStatistics:
             self.B = torch.zeros(s.shape[1], dtype=torch.float64, device=s.device)
             self.A = torch.zeros(s.shape[1], z.shape[1], dtype=torch.float64, device=s.device)
             self.C = torch.zeros_like(self.A)
-        centred = z - self.shift
+        centred = z.double() - self.shift.double()
         if w is None:
             self.total += z.shape[0]
         else:
             s = s * w.unsqueeze(1)
             self.total += float(w.sum(dtype=torch.float64))
-        self.B += s.sum(0, dtype=torch.float64)
-        self.A += (s.T @ centred).double()
-        self.C += (s.T @ centred.square()).double()
+        s = s.double()
+        self.B += s.sum(0)
+        self.A += s.T @ centred
+        self.C += s.T @ centred.square()
 
     def means(self):
         """``B``, ``A`` and ``C`` as expectations, ``A`` and ``C`` still about the shift."""
@@ -65,8 +66,7 @@ class _ECStatistics:
         alive = (B > 0).unsqueeze(1)
         safe_B = torch.where(alive, B.unsqueeze(1), torch.ones_like(B).unsqueeze(1))
         weighted_mean = A / safe_B  # E_s[z - shift]
-        # C - A^2/B is a variance (>= 0); rounding may push a constant input slightly below.
-        variance = (C - A * weighted_mean).clamp_min(0)
+        variance = _variance(B, A, C, self.shift.double())
         W = weight.double()
         scores = torch.where(alive, W.square() * variance, 0.0)
         shifts = torch.where(alive, W * (weighted_mean + self.shift.double()), 0.0)
@@ -78,6 +78,18 @@ class _ECStatistics:
         c = self.shift.double()
         uncentred_C = C + 2 * c * A + c.square() * B.unsqueeze(1)
         return weight.double().square() * uncentred_C.clamp_min(0)
+
+
+def _variance(B, A, C, shift):
+    """``C - A^2/B`` (``B`` times the ``s``-weighted variance of each input), 0 where the
+    input is constant: at or below the rounding level (1e-9) of its weighted mean square,
+    where the bias absorbs its weight exactly (rounding would otherwise leave a residue or
+    push it below zero)."""
+    alive = (B > 0).unsqueeze(1)
+    B = B.unsqueeze(1)
+    variance = C - A * torch.where(alive, A / torch.where(alive, B, 1.0), 0.0)
+    mean_square = C + 2 * shift * A + shift.square() * B  # B E_s[z^2]
+    return torch.where(variance > 1e-9 * mean_square.clamp_min(0), variance, 0.0)
 
 
 def ec_statistics(
@@ -96,16 +108,20 @@ def ec_statistics(
     return stats
 
 
-@register_scorer("ec")
-def ec_importance(module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+@register_method("ec")
+class EC(WeightScorer):
     """Elimination-compensation: least output change left after the best bias shift."""
-    stats = ec_statistics(module, layers, data, output_metric)
-    pairs = [s.ec(effective_weight(layer)) for s, layer in zip(stats, layers)]
-    return Importance([p[0] for p in pairs], [p[1] for p in pairs])
+
+    def importance(self, module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+        stats = ec_statistics(module, layers, data, output_metric)
+        pairs = [s.ec(effective_weight(layer)) for s, layer in zip(stats, layers)]
+        return Importance([p[0] for p in pairs], [p[1] for p in pairs])
 
 
-@register_scorer("obd")
-def obd_importance(module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+@register_method("obd")
+class OBD(WeightScorer):
     """Optimal Brain Damage, Gauss-Newton form: EC's output change without compensation."""
-    stats = ec_statistics(module, layers, data, output_metric)
-    return Importance([s.obd(effective_weight(layer)) for s, layer in zip(stats, layers)])
+
+    def importance(self, module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+        stats = ec_statistics(module, layers, data, output_metric)
+        return Importance([s.obd(effective_weight(layer)) for s, layer in zip(stats, layers)])

@@ -15,7 +15,8 @@ from torch import nn
 
 from ..masks import effective_weight
 from ..recording import LayerRecorder, ScoringData
-from .registry import Importance, register_scorer
+from ..methods import register_method
+from .registry import Importance, WeightScorer
 
 # Elements in the widest activation of one perturbed batch (P copies x batch x width).
 _CHUNK_ELEMENTS = 2**23
@@ -140,18 +141,20 @@ def nonlinear_output_change(
     return scores
 
 
-@register_scorer("nonlinear")
-def nonlinear_importance(module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+@register_method("nonlinear")
+class Nonlinear(WeightScorer):
     """Brute force (paper eq. 3): the real output change of each removal, with bias shift.
 
     Removing ``W[i, j]`` shifts ``b[i]`` by ``W[i, j] E[z_j]``; the score is the measured
     ``E[|y - y_pruned|^2]``. Costs one forward pass of the network's tail per weight.
     """
-    means = input_means(module, layers, data)
-    weights = [effective_weight(layer) for layer in layers]
-    scores = [
-        nonlinear_output_change(module, layers, data, index, means[index], output_metric)
-        for index in range(len(layers))
-    ]
-    shifts = [W.double() * mu.double() for W, mu in zip(weights, means)]
-    return Importance(scores, shifts)
+
+    def importance(self, module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+        means = input_means(module, layers, data)
+        weights = [effective_weight(layer) for layer in layers]
+        scores = [
+            nonlinear_output_change(module, layers, data, index, means[index], output_metric)
+            for index in range(len(layers))
+        ]
+        shifts = [W.double() * mu.double() for W, mu in zip(weights, means)]
+        return Importance(scores, shifts)

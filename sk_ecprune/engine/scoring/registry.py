@@ -1,33 +1,43 @@
-"""The registry of scoring methods, and :func:`score_weights`, the one public way to call one.
+"""Weight-removing methods: :class:`WeightScorer`, :data:`SCORERS`, :func:`score_weights`.
 
-Every scoring function has the signature::
+A method that removes single weights is a :class:`~sk_ecprune.engine.methods.Method` of kind
+``"weight"``. Most rank the weights by a score: a :class:`WeightScorer` defines only
 
-    scorer(module, layers, data, *, loss, output_metric, generator) -> Importance
+    importance(module, layers, data, *, loss, output_metric, generator) -> Importance
 
 (``data`` is a :class:`~sk_ecprune.engine.recording.ScoringData`, whose iteration yields
 ``(Xb, yb, wb)``: a method that takes expectations over the data weights each row by
 ``wb`` when it is not None and divides by ``data.total_weight``; keyword arguments a method
-does not use land in ``**_``) and returns one score tensor per layer (shaped like the
-weight, higher = more important) and, for methods that compensate, the bias shift
-``delta_b[i, j]`` that best absorbs the removal of ``W[i, j]``. Whether a method compensates
-follows from what it returns. Adding a method is one function and one
-:func:`register_scorer` line.
+does not use land in ``**_``), one score tensor per layer (shaped like the weight, higher =
+more important) and, for methods that compensate, the bias shift ``delta_b[i, j]`` that
+best absorbs the removal of ``W[i, j]``; the engine's step selects, masks and compensates.
+Whether a method compensates follows from what it returns. A method whose choice and
+compensation are one computation (EC-OBS) overrides :meth:`WeightScorer.plan` and
+:meth:`WeightScorer.change` too.
+
+:data:`SCORERS` is the weight methods' view of the one registry
+(:data:`~sk_ecprune.engine.methods.METHODS`); :func:`register_scorer` also turns a plain
+scoring function into a method.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
 from .._checks import check_choice
+from ..compensation import add_bias_shift
+from ..masks import apply_mask, effective_weight, kept_mask
+from ..methods import METHODS, LayerChange, Method, make_generator, resolve_method
 from ..recording import scoring_session
+from ..selection import select
 from ..sensitivities import METRICS
 
-__all__ = ["PROCEDURES", "SCORERS", "Importance", "LayerChange", "get_scorer",
-           "make_generator", "register_scorer", "score_weights"]
+__all__ = ["SCORERS", "Importance", "LayerChange", "ScoringFunction", "WeightScorer",
+           "checked_scores", "decide_compensation", "get_scorer", "make_generator",
+           "register_scorer", "score_weights"]
 
 
 @dataclass
@@ -53,72 +63,124 @@ class Importance:
         return self.bias_shifts is not None
 
 
-#: Method name -> scoring function. :func:`register_scorer` adds to it.
-SCORERS: dict[str, Callable[..., Importance]] = {}
-
-#: Method name -> its own pruning procedure, for the methods whose choice of weights and
-#: compensation are one computation (a joint update of the kept weights, layers processed in
-#: order); the others go through :func:`~sk_ecprune.engine.prune_model`'s generic step.
-PROCEDURES: dict[str, Callable] = {}
-
-
 @dataclass
-class LayerChange:
-    """What a pruning procedure did to one layer's kept parameters in one step.
+class _Selection:
+    """A scoring method's plan of one step: the scores, the masks before and after."""
 
-    Attributes
+    importance: Importance
+    compensate: bool
+    kept: list
+    keep: list
+
+
+class WeightScorer(Method):
+    """A method that removes the weights its :meth:`importance` ranks lowest (see the
+    module docstring); compensates with the bias shifts it returns."""
+
+    kind = "weight"
+
+    def importance(self, module, layers, data, *, loss=None, output_metric="euclidean",
+                   generator=None) -> Importance:
+        """Scores of every weight (and bias shifts, for a compensating method)."""
+        raise NotImplementedError
+
+    def plan(self, step) -> _Selection:
+        importance = checked_scores(self.importance(
+            step.module, step.layers, step.data, loss=step.loss,
+            output_metric=step.output_metric, generator=step.generator), step.method_name)
+        compensate = decide_compensation(step.compensate, importance, step.layers,
+                                         step.method_name)
+        kept = [kept_mask(layer) for layer in step.layers]
+        magnitudes = None
+        if step.scope == "magnitude_budget":
+            magnitudes = [effective_weight(layer).abs() for layer in step.layers]
+        keep = select(importance.scores, kept, step.target, step.scope, step.layer_floor,
+                      magnitudes)
+        return _Selection(importance, compensate, kept, keep)
+
+    def change(self, step, plan: _Selection, index: int) -> LayerChange:
+        layer = step.layers[index]
+        apply_mask(layer, plan.keep[index])
+        shift = None
+        if plan.compensate:
+            shift = add_bias_shift(layer, plan.importance.bias_shifts[index],
+                                   plan.kept[index] & ~plan.keep[index])
+        return LayerChange(shift, compensated=plan.compensate)
+
+
+class ScoringFunction(WeightScorer):
+    """A scoring function as a method (what :func:`register_scorer` makes of a function).
+
+    Parameters
     ----------
-    bias_shift : torch.Tensor or None
-        The change of the bias (None if it did not move).
-    weight_change : float
-        Norm of the change of the kept weights (0 if they did not move).
+    function : callable
+        ``function(module, layers, data, *, loss, output_metric, generator) -> Importance``.
     """
 
-    bias_shift: torch.Tensor | None = None
-    weight_change: float = 0.0
+    def __init__(self, function):
+        self.function = function
+
+    def importance(self, module, layers, data, **options) -> Importance:
+        return self.function(module, layers, data, **options)
+
+    def describe(self) -> str:
+        return (self.function.__doc__ or self.function.__name__).strip().splitlines()[0]
 
 
-def register_scorer(name: str, *, procedure: Callable | None = None):
-    """Decorator that adds a scoring function to :data:`SCORERS` under ``name``.
+def _as_weight_method(method):
+    """A method for :data:`SCORERS`: a Method as it is, a function wrapped."""
+    if isinstance(method, Method) or (isinstance(method, type) and issubclass(method, Method)):
+        return method
+    if not callable(method):
+        raise TypeError(f"A scoring method must be a Method or a function; got {method!r}.")
+    return ScoringFunction(method)
 
-    The function's docstring (first line) is how the method describes itself, for example
-    in error messages and tables of methods. A method that removes and compensates in one
-    computation also gives its ``procedure``::
 
-        procedure(module, layers, data, *, ratio, scope, layer_floor, output_metric,
-                  generator, loss) -> list[LayerChange]
+#: Method name -> weight-removing method: the view of the one registry for
+#: ``granularity="weight"``. :func:`register_scorer` adds to it.
+SCORERS = METHODS.view("weight", wrap=_as_weight_method)
 
-    which masks the removed weights (:func:`~sk_ecprune.engine.masks.apply_mask`), writes
-    the kept ones (:func:`~sk_ecprune.engine.masks.set_parameters`) and reports each
-    layer's change; ``prune_model`` calls it once per step of its schedule.
+
+def register_scorer(name: str):
+    """Decorator that registers a scoring function (or a :class:`WeightScorer`) as ``name``.
+
+    The function's docstring (first line) is how the method describes itself. Returns the
+    function unchanged.
     """
 
     def add(function):
         SCORERS[name] = function
-        if procedure is None:
-            PROCEDURES.pop(name, None)
-        else:
-            PROCEDURES[name] = procedure
         return function
 
     return add
 
 
-def get_scorer(method: str) -> Callable[..., Importance]:
-    """The scoring function registered as ``method``, or an error that lists the known ones."""
-    return SCORERS[check_choice("method", method, SCORERS)]
+def get_scorer(method) -> WeightScorer:
+    """The weight method ``method`` (a name or an instance), or an error listing the names."""
+    return resolve_method(method, "weight")[0]
 
 
-def make_generator(random_state, device="cpu") -> torch.Generator:
-    """A torch generator from an int seed, an existing generator, or ``None`` (fresh entropy)."""
-    if isinstance(random_state, torch.Generator):
-        return random_state
-    generator = torch.Generator(device=device)
-    if random_state is None:
-        generator.seed()
-    else:
-        generator.manual_seed(int(random_state))
-    return generator
+def checked_scores(importance, name):
+    """``importance``, or a FloatingPointError if some score is not finite."""
+    for scores in importance.scores:
+        if not torch.isfinite(scores).all():
+            raise FloatingPointError(
+                f"method {name!r} produced non-finite scores; check the module's outputs "
+                "on X for NaN or overflow."
+            )
+    return importance
+
+
+def decide_compensation(requested, importance, layers, method):
+    """Compensate if asked, or (``None``) whenever the method returned bias shifts."""
+    if requested is None:
+        return importance.compensates and all(layer.bias is not None for layer in layers)
+    if requested and not importance.compensates:
+        raise ValueError(
+            f"method={method!r} returns no bias shifts to compensate with; use "
+            "compensate=None or False, or a compensating method such as 'ec'."
+        )
+    return requested
 
 
 def score_weights(
@@ -126,7 +188,7 @@ def score_weights(
     X,
     y=None,
     *,
-    method: str = "ec",
+    method="ec",
     loss=None,
     batch_size: int = 1024,
     output_metric: str = "euclidean",
@@ -145,9 +207,9 @@ def score_weights(
         Data over which expectations are taken. Never modified.
     y : array-like or torch.Tensor, default=None
         Targets, only for methods that use the loss (``"gradient_magnitude"``).
-    method : str, default="ec"
-        A key of :data:`SCORERS` (each function's docstring says what it computes), or
-        one registered with :func:`register_scorer`.
+    method : str or WeightScorer, default="ec"
+        A key of :data:`SCORERS` (each method's docstring says what it computes), one
+        registered with :func:`register_scorer`, or a method instance.
     loss : callable, default=None
         ``loss(output, y) -> scalar`` batch mean, for ``"gradient_magnitude"``.
     batch_size : int, default=1024
@@ -174,10 +236,10 @@ def score_weights(
         like its weight, higher for more important weights; ``importance.bias_shifts``: the
         bias shifts of a compensating method, else None.
     """
-    scorer = get_scorer(method)
+    scorer, name = resolve_method(method, "weight")
     check_choice("output_metric", output_metric, METRICS)
     with scoring_session(module, X, y, batch_size, check_finite, sample_weight) as (layers, data):
-        importance = scorer(
+        importance = scorer.importance(
             module,
             layers,
             data,
@@ -185,10 +247,4 @@ def score_weights(
             output_metric=output_metric,
             generator=make_generator(random_state),
         )
-    for scores in importance.scores:
-        if not torch.isfinite(scores).all():
-            raise FloatingPointError(
-                f"method {method!r} produced non-finite scores; check the module's outputs "
-                "on X for NaN or overflow."
-            )
-    return importance
+    return checked_scores(importance, name)

@@ -8,35 +8,32 @@ least-squares optimum (:mod:`.solvers`), the bias following in closed form. Whic
 go is planned across layers from the single costs and chosen per layer by a threshold
 sweep (:mod:`.sweep`); layers are pruned from input to output (:mod:`.procedure`).
 
-Two methods are registered: ``"ec_obs"`` (one shared Hessian per layer, sweep: the fast
-default) and ``"ec_obs_exact"`` (one Hessian per unit, OBC's greedy sequences: the
-reference, at ``out * in^3`` per layer). :func:`register_ec_obs` registers other variants.
+The method is :class:`ECOBS`, its options constructor arguments: ``"ec_obs"`` is
+``ECOBS()`` (one shared Hessian per layer, sweep: the fast default) and ``"ec_obs_exact"``
+is ``ECOBS(hessian="exact", selection="greedy")`` (one Hessian per unit, OBC's greedy
+sequences: the reference, at ``out * in^3`` per layer). Any other variant is an instance,
+passed as ``method=`` or registered under a name.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
 from ...masks import effective_weight
-from ..registry import Importance, register_scorer
-from .procedure import SELECTIONS, layer_metrics, prune_layers
+from ...methods import register_method
+from ..registry import Importance, WeightScorer
+from .procedure import SELECTIONS, layer_metrics, plan_layers, prune_layer
 from .solvers import single_costs
 from .statistics import HESSIANS
 from .sweep import ORDERS
 
-__all__ = ["HESSIANS", "ORDERS", "SELECTIONS", "register_ec_obs"]
+__all__ = ["ECOBS", "HESSIANS", "ORDERS", "SELECTIONS", "register_ec_obs"]
 
 
-def register_ec_obs(name: str, description: str, *, hessian="shared", selection="sweep",
-                    order="auto", damp=0.01):
-    """Register an EC-OBS variant as method ``name`` (scores and pruning procedure).
+@register_method("ec_obs")
+class ECOBS(WeightScorer):
+    """EC-OBS: the unit's bias and kept weights absorb each removal (one Hessian per layer).
 
     Parameters
     ----------
-    name : str
-        The method's name in :data:`~sk_ecprune.engine.SCORERS`.
-    description : str
-        One line: how the method describes itself.
     hessian : {"shared", "exact"}, default="shared"
         One ``s``-weighted input covariance per layer, or one per unit.
     selection : {"sweep", "greedy", "oneshot"}, default="sweep"
@@ -46,25 +43,42 @@ def register_ec_obs(name: str, description: str, *, hessian="shared", selection=
     damp : float, default=0.01
         Damping, a multiple of the mean input variance added to the Hessian's diagonal.
     """
-    if hessian not in HESSIANS or selection not in SELECTIONS or order not in ORDERS:
-        raise ValueError(f"Unknown EC-OBS option: hessian={hessian!r}, selection="
-                         f"{selection!r}, order={order!r}.")
-    if not damp >= 0:
-        raise ValueError(f"damp must be non-negative; got {damp!r}.")
 
-    def importance(module, layers, data, *, output_metric="euclidean", **_) -> Importance:
-        metrics = layer_metrics(module, layers, data, output_metric, hessian, damp)
+    def __init__(self, hessian="shared", selection="sweep", order="auto", damp=0.01):
+        if hessian not in HESSIANS or selection not in SELECTIONS or order not in ORDERS:
+            raise ValueError(f"Unknown EC-OBS option: hessian={hessian!r}, selection="
+                             f"{selection!r}, order={order!r}; expected hessian in {HESSIANS},"
+                             f" selection in {SELECTIONS}, order in {ORDERS}.")
+        if not damp >= 0:
+            raise ValueError(f"damp must be non-negative; got {damp!r}.")
+        self.hessian, self.selection, self.order, self.damp = hessian, selection, order, damp
+
+    def _options(self):
+        return dict(hessian=self.hessian, selection=self.selection, order=self.order,
+                    damp=self.damp)
+
+    def importance(self, module, layers, data, *, output_metric="euclidean", **_) -> Importance:
+        metrics = layer_metrics(module, layers, data, output_metric, self.hessian, self.damp)
         return Importance([single_costs(metric, effective_weight(layer))[0]
                            for metric, layer in zip(metrics, layers)])
 
-    importance.__doc__ = description
-    importance.__name__ = importance.__qualname__ = f"{name}_importance"
-    procedure = partial(prune_layers, hessian=hessian, selection=selection, order=order,
-                        damp=damp)
-    return register_scorer(name, procedure=procedure)(importance)
+    def plan(self, step):
+        if step.compensate is False:
+            raise ValueError(f"method={step.method_name!r} compensates as it removes; "
+                             "compensate=False is not available for it.")
+        return plan_layers(step.module, step.layers, step.data, ratio=step.target,
+                           scope=step.scope, layer_floor=step.layer_floor,
+                           output_metric=step.output_metric, **self._options())
+
+    def change(self, step, plan, index):
+        return prune_layer(step.module, step.layers, step.data, plan, index,
+                           output_metric=step.output_metric, **self._options())
 
 
-register_ec_obs("ec_obs", "EC-OBS: the unit's bias and kept weights absorb each removal "
-                "(one Hessian per layer).")
-register_ec_obs("ec_obs_exact", "EC-OBS reference: one Hessian per unit, greedy removal "
-                "sequences (cost grows as inputs cubed).", hessian="exact", selection="greedy")
+def register_ec_obs(name: str, description: str | None = None, **options) -> ECOBS:
+    """Register ``ECOBS(**options)`` as method ``name`` (a shortcut for
+    ``register_method(name, ECOBS(...))``; ``description`` is kept for compatibility)."""
+    return register_method(name, ECOBS(**options))
+
+
+register_ec_obs("ec_obs_exact", hessian="exact", selection="greedy")

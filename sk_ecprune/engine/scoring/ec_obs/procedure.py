@@ -1,10 +1,11 @@
 """EC-OBS pruning of a module: plan per layer, then prune layer after layer, input first.
 
-1. Planning: one pass measures every layer's :class:`~.statistics.RowMetric`; the weights'
+1. Planning (:func:`plan_layers`): one pass measures every layer's :class:`~.statistics.RowMetric`; the weights'
    single-removal costs (comparable across layers: all are expected squared output
    changes) go through the engine's selection (:func:`~sk_ecprune.engine.selection.select`,
    every scope and layer floor), which fixes how many weights each layer loses.
-2. Execution, from the input layer to the output layer: the layer's statistics are
+2. Execution (:func:`prune_layer`, called by the engine's loop for each layer in turn), from
+   the input layer to the output layer: the layer's statistics are
    measured again on the network as the earlier layers left it (so that each layer
    compensates for what the earlier ones lost), the layer's removals are chosen
    (``selection=``: the threshold sweep, OBC's greedy sequences, or the single costs once),
@@ -12,6 +13,8 @@
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -21,9 +24,10 @@ from ...sensitivities import recorded_sensitivities
 from ..registry import LayerChange
 from .solvers import greedy_sequences, joint_update, single_costs
 from .statistics import RowMetric, UnitStatistics, row_metric
-from .sweep import search_threshold, sweep, sweep_counts, sweep_plan
+from .sweep import SweepPlan, search_threshold, sweep, sweep_counts, sweep_plan
 
-__all__ = ["SELECTIONS", "layer_metrics", "prune_layers", "write_joint_update"]
+__all__ = ["SELECTIONS", "LayerPlan", "layer_metrics", "plan_layers", "prune_layer",
+           "write_joint_update"]
 
 SELECTIONS = ("sweep", "greedy", "oneshot")
 
@@ -33,7 +37,9 @@ def layer_metrics(module, layers, data, output_metric="euclidean", hessian="shar
     """Measure the :class:`RowMetric` of every layer (or of the indices in ``only``)."""
     wanted = range(len(layers)) if only is None else only
     stats = {index: UnitStatistics(hessian) for index in wanted}
-    for inputs, sensitivities, w in recorded_sensitivities(module, layers, data, output_metric):
+    # the chain of sensitivities is carried down only to the lowest layer measured
+    for inputs, sensitivities, w in recorded_sensitivities(module, layers, data, output_metric,
+                                                           lowest=min(wanted, default=0)):
         for index, stat in stats.items():
             stat.update(sensitivities[index], inputs[index], w)
     return [None if index not in stats
@@ -41,27 +47,41 @@ def layer_metrics(module, layers, data, output_metric="euclidean", hessian="shar
             for index in range(len(layers))]
 
 
-def prune_layers(module, layers, data, *, ratio, scope="global", layer_floor=0.0,
-                 output_metric="euclidean", hessian="shared", selection="sweep",
-                 order="auto", damp=0.01, **_) -> list[LayerChange]:
-    """Prune ``layers`` of ``module`` to ``ratio`` with EC-OBS, in place (see the module
-    docstring); returns what each layer's kept weights and bias did."""
+@dataclass
+class LayerPlan:
+    """EC-OBS's plan of one step: each layer's weights before, removals so far, selector
+    and count of weights removed after the step."""
+
+    weights: list
+    forced: list
+    selectors: list
+    counts: list
+
+
+def plan_layers(module, layers, data, *, ratio, scope="global", layer_floor=0.0,
+                output_metric="euclidean", hessian="shared", selection="sweep",
+                order="auto", damp=0.01) -> LayerPlan:
+    """Measure every layer and plan how many weights each loses (see the module docstring)."""
     metrics = layer_metrics(module, layers, data, output_metric, hessian, damp)
     weights = [effective_weight(layer).double() for layer in layers]
     forced = [~kept_mask(layer) for layer in layers]
     selectors = [_LayerSelector(metric, W, f, selection, order)
                  for metric, W, f in zip(metrics, weights, forced)]
-    counts = _plan(selectors, ratio, scope, layer_floor)
-    changes = []
-    for index, layer in enumerate(layers):
-        selector = selectors[index]
-        if index > 0:  # measured again, after the earlier layers' updates
-            metric = layer_metrics(module, layers, data, output_metric, hessian, damp,
-                                   only=[index])[index]
-            selector = _LayerSelector(metric, weights[index], forced[index], selection, order)
-        removed = selector.choose(counts[index])
-        changes.append(_update_layer(layer, selector.metric, weights[index], removed))
-    return changes
+    return LayerPlan(weights, forced, selectors, _plan(selectors, ratio, scope, layer_floor))
+
+
+def prune_layer(module, layers, data, plan: LayerPlan, index, *, output_metric="euclidean",
+                hessian="shared", selection="sweep", order="auto", damp=0.01) -> LayerChange:
+    """Prune ``layers[index]`` to its planned count, measured again after the earlier layers'
+    updates; returns what its kept weights and bias did."""
+    selector = plan.selectors[index]
+    if index > 0:  # measured again, after the earlier layers' updates
+        metric = layer_metrics(module, layers, data, output_metric, hessian, damp,
+                               only=[index])[index]
+        selector = _LayerSelector(metric, plan.weights[index], plan.forced[index], selection,
+                                  order)
+    removed = selector.choose(plan.counts[index])
+    return _update_layer(layers[index], selector.metric, plan.weights[index], removed)
 
 
 class _LayerSelector:
@@ -125,6 +145,7 @@ def _plan(selectors, ratio, scope, layer_floor):
     per_layer = {-1.0: absent}
 
     def totals(taus):
+        _count_together(selectors, taus)
         rows = [s.counts(taus) for s in selectors]
         for k, tau in enumerate(taus):
             per_layer[tau] = [min(r[k], cap) for r, cap in zip(rows, caps)]
@@ -140,6 +161,31 @@ def _plan(selectors, ratio, scope, layer_floor):
         difference = target - sum(counts)
         counts[index] = min(max(counts[index] + difference, absent[index]), caps[index])
     return counts
+
+
+def _count_together(selectors, taus):
+    """Count ``taus`` in one sweep for every group of sweep layers with one factor per row
+    and equal widths (their rows are independent given a threshold), so that the planning
+    pays each column's per-step overhead once per group instead of once per layer; the
+    counts land in each selector's ``known`` (the layers' own counts are unchanged)."""
+    groups = {}
+    for s in selectors:
+        new = [tau for tau in taus if tau not in s.known]
+        if s.selection == "sweep" and new and s.plan.U.shape[0] == s.W.shape[0] > 1:
+            groups.setdefault((s.W.shape[1], s.W.device, tuple(new)), []).append(s)
+    for (_, _, new), group in groups.items():
+        if len(group) < 2:
+            continue
+        offsets = torch.tensor([0] + [s.W.shape[0] for s in group[:-1]]).cumsum(0)
+        plan = SweepPlan(torch.cat([s.plan.U for s in group]),
+                         torch.cat([s.plan.fid + o for s, o in zip(group, offsets.tolist())]),
+                         torch.cat([s.plan.perm for s in group]))
+        counts = sweep_counts(plan, torch.cat([s.W for s in group]),
+                              torch.cat([s.metric.beta for s in group]), list(new),
+                              torch.cat([s.forced for s in group]),
+                              sizes=[s.W.shape[0] for s in group])
+        for index, s in enumerate(group):
+            s.known.update((tau, row[index]) for tau, row in zip(new, counts))
 
 
 def _lowest(priority, n):
@@ -162,6 +208,7 @@ def _update_layer(layer, metric, W0, removed) -> LayerChange:
     """Write the joint optimum for ``removed`` into ``layer`` and mask the removed weights."""
     change = write_joint_update(layer, metric, W0, removed)
     apply_mask(layer, ~removed)
+    change.compensated = True
     return change
 
 
@@ -177,4 +224,5 @@ def write_joint_update(layer, metric, W0, removed) -> LayerChange:
         shift = torch.where(metric.beta > 0, -(metric.zmean * delta).sum(1), 0.0)
     bias = None if shift is None else layer.bias.detach().double() + shift
     set_parameters(layer, new_weight, bias)
-    return LayerChange(shift, float(torch.where(removed, 0.0, delta).norm()))
+    return LayerChange(shift, float(torch.where(removed, 0.0, delta).norm()),
+                       metric.relative_added_damping())

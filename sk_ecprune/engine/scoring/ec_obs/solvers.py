@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .statistics import RowMetric
+from .statistics import RowMetric, robust_cholesky
 
 __all__ = ["greedy_sequences", "joint_update", "single_costs"]
 
@@ -28,11 +28,12 @@ def single_costs(metric: RowMetric, W: torch.Tensor, bias_only: bool = False):
     """
     W = W.double()
     beta = metric.beta.unsqueeze(1)
+    free = metric.row_free()  # constant inputs: the bias absorbs them exactly
     if bias_only:
         diag = torch.diagonal(metric.K, dim1=1, dim2=2)[metric.group]
-        return beta * W.square() * diag, W * metric.zmean
+        return torch.where(free, 0.0, beta * W.square() * diag), W * metric.zmean
     inverse_diag = torch.diagonal(metric.inverse(), dim1=1, dim2=2)[metric.group]
-    return beta * W.square() / inverse_diag, None
+    return torch.where(free, 0.0, beta * W.square() / inverse_diag), None
 
 
 def joint_update(metric: RowMetric, x0: torch.Tensor, removed: torch.Tensor,
@@ -61,8 +62,7 @@ def joint_update(metric: RowMetric, x0: torch.Tensor, removed: torch.Tensor,
     x[removed] = 0
     dead = metric.beta <= 0
     x[dead] = torch.where(removed[dead], 0.0, x0[dead])
-    delta = x - x0
-    return x, metric.beta * (delta * metric.apply(delta)).sum(1)
+    return x, metric.quadratic(x - x0)
 
 
 def _batches_of_similar_size(rows, sizes, d, side, max_elements):
@@ -89,13 +89,19 @@ def _solve_rows(metric, x0, removed, rows, side):
     valid = torch.arange(m, device=device).unsqueeze(0) < selected.sum(1, keepdim=True)
     g = metric.group[rows].view(-1, 1, 1)
     source = metric.inverse() if side == "S" else metric.K
-    sub = source[g, idx.unsqueeze(2), idx.unsqueeze(1)]
+    if metric.per_row:
+        sub = source[g, idx.unsqueeze(2), idx.unsqueeze(1)]
+    else:  # one matrix for every row: two indices gather faster than three
+        sub = source[0][idx.unsqueeze(2), idx.unsqueeze(1)]
     pad = ~(valid.unsqueeze(2) & valid.unsqueeze(1))
     sub = torch.where(pad, torch.eye(m, dtype=F64, device=device).expand_as(sub), sub)
-    chol = torch.linalg.cholesky(sub)
+    chol, _ = robust_cholesky(sub)  # principal blocks of a factored K (or K^-1)
     if side == "S":
         rhs = torch.where(valid, torch.gather(x0[rows], 1, idx), 0.0)
         y = torch.where(valid, torch.cholesky_solve(rhs.unsqueeze(2), chol).squeeze(2), 0.0)
+        if not metric.per_row:  # P[:, S] y as the product of P with y scattered to S
+            spread = torch.zeros(len(rows), d, dtype=F64, device=device).scatter_(1, idx, y)
+            return x0[rows] - metric.apply(spread, source)
         columns = source[g, torch.arange(d, device=device).view(1, -1, 1), idx.unsqueeze(1)]
         return x0[rows] - torch.bmm(columns, y.unsqueeze(2)).squeeze(2)
     Kx = metric.apply(x0[rows], metric.K[rows] if metric.per_row else metric.K)
@@ -123,11 +129,11 @@ def greedy_sequences(metric: RowMetric, x0: torch.Tensor, forced: torch.Tensor,
         rows = torch.arange(r0, min(n, r0 + row_chunk), device=x0.device)
         order[rows], increments[rows] = _greedy_rows(
             metric.inverse()[metric.group[rows]].clone(), x0[rows].double().clone(),
-            metric.beta[rows], forced[rows])
+            metric.beta[rows], forced[rows], metric.row_free()[rows])
     return order, increments
 
 
-def _greedy_rows(P, x, beta, forced):
+def _greedy_rows(P, x, beta, forced, free):
     r, d = x.shape
     ar = torch.arange(r, device=x.device)
     live = (beta > 0).to(F64)
@@ -136,7 +142,7 @@ def _greedy_rows(P, x, beta, forced):
     increments = torch.empty(r, d, dtype=F64, device=x.device)
     for t in range(d):
         diag = torch.diagonal(P, dim1=1, dim2=2).clamp_min(1e-300)
-        cost = beta.unsqueeze(1) * x.square() / diag
+        cost = torch.where(free, 0.0, beta.unsqueeze(1) * x.square() / diag)
         cost = torch.where(forced & ~done, -1.0, cost)
         cost = torch.where(done, torch.inf, cost)
         j = cost.argmin(1)

@@ -27,7 +27,7 @@ import torch
 
 from ..ec import _ECStatistics
 
-__all__ = ["HESSIANS", "RowMetric", "UnitStatistics", "row_metric"]
+__all__ = ["HESSIANS", "RowMetric", "UnitStatistics", "robust_cholesky", "row_metric"]
 
 HESSIANS = ("shared", "exact")
 F64 = torch.float64
@@ -36,14 +36,18 @@ _PRODUCT_ELEMENTS = 2**24
 
 
 class UnitStatistics:
-    """Streaming first and second moments of one layer's input, weighted by each unit's ``s``.
+    """Streaming weighted means and covariances of one layer's input, per weighting.
 
-    EC's sums (``B``, ``A``, ``C`` about a shift) plus, for the chosen form, the weighted
-    sums ``Bk = sum v_k``, ``Ak = sum v_k (z - c)`` and ``Mk = sum v_k (z - c)(z - c)^T``
-    of the weightings ``v_k`` (each unit's ``s_i`` for ``"exact"``, one combined weighting
-    for ``"shared"``). Products run in the module's dtype and are summed in float64, about
-    the first batch's mean ``c`` (as :class:`_ECStatistics`, so that covariances do not
-    cancel in float32).
+    EC's sums (:class:`_ECStatistics`: ``B``, ``A``, ``C``) plus, for the chosen form, the
+    total weight ``Bk``, the weighted mean ``Ak`` and the centred scatter ``Mk = sum v_k
+    (z - Ak_k)(z - Ak_k)^T`` of each weighting ``v_k`` (each unit's ``s_i`` for
+    ``"exact"``, one combined weighting for ``"shared"``). Everything runs in float64;
+    each batch's scatter is taken about the batch's mean (so nothing cancels however far
+    the inputs are from zero) and merged into the running one with Chan's update (a
+    rank-one positive term): ``Mk`` is positive semi-definite up to float64 rounding
+    (1e-16 of its scale), whatever the weights (a single row, a dead unit); what rounding
+    leaves, the constant-input test of :func:`row_metric` and :func:`robust_cholesky`
+    absorb.
     """
 
     def __init__(self, hessian: str = "shared"):
@@ -60,16 +64,26 @@ class UnitStatistics:
         self.ec.update(s, z, w)
         if w is not None:
             s = s * w.unsqueeze(1)
-        v = s if self.hessian == "exact" else self._combined(s)
-        centred = z - self.ec.shift
+        v = (s if self.hessian == "exact" else self._combined(s)).double().clamp_min(0)
+        z = z.double()
         if self.Bk is None:
             m, d = v.shape[1], z.shape[1]
             self.Bk = torch.zeros(m, dtype=F64, device=z.device)
             self.Ak = torch.zeros(m, d, dtype=F64, device=z.device)
             self.Mk = torch.zeros(m, d, d, dtype=F64, device=z.device)
-        self.Bk += v.sum(0, dtype=F64)
-        self.Ak += (v.T @ centred).double()
-        self._add_second_moments(v, centred)
+        batch_total = v.sum(0)
+        seen = batch_total > 0
+        batch_mean = (v.T @ z) / torch.where(seen, batch_total, 1.0).unsqueeze(1)
+        self._add_scatter(v, z, batch_mean)
+        # Chan et al.'s merge of (total, mean, scatter): every term positive semi-definite
+        total = self.Bk + batch_total
+        safe_total = torch.where(total > 0, total, 1.0)
+        delta = batch_mean - self.Ak
+        pull = torch.where(seen, batch_total / safe_total, 0.0)
+        cross = torch.where(seen, self.Bk * pull, 0.0)
+        self.Mk += cross.view(-1, 1, 1) * delta.unsqueeze(2) * delta.unsqueeze(1)
+        self.Ak += pull.unsqueeze(1) * delta
+        self.Bk = total
 
     def _combined(self, s):
         if self.unit_scale is None:
@@ -79,34 +93,42 @@ class UnitStatistics:
                                           0.0).to(s.dtype)
         return (s @ self.unit_scale).unsqueeze(1)
 
-    def _add_second_moments(self, v, centred):
-        """``Mk[k] += centred^T diag(v_k) centred`` as products of bounded temporaries."""
-        n, d = centred.shape
+    def _add_scatter(self, v, z, mean):
+        """``Mk[k] += sum v_k (z - mean_k)(z - mean_k)^T``: products about the batch's plain
+        mean ``c`` (one matrix product for all weightings, in bounded temporaries), then
+        moved to each weighting's mean, ``- B_k (mean_k - c)(mean_k - c)^T``."""
+        n, d = z.shape
         m = v.shape[1]
-        units = max(1, min(m, _PRODUCT_ELEMENTS // max(1, n * d)))
-        rows = max(1, min(n, _PRODUCT_ELEMENTS // max(1, units * d)))
+        c = z.mean(0)
+        centred = z - c
+        budget = _PRODUCT_ELEMENTS // 2  # float64: the bytes of the float32 budget
+        units = max(1, min(m, budget // max(1, n * d)))
+        rows = max(1, min(n, budget // max(1, units * d)))
         for u0 in range(0, m, units):
             u1 = min(m, u0 + units)
             for r0 in range(0, n, rows):
                 zr = centred[r0 : r0 + rows]
                 weighted = (v[r0 : r0 + rows, u0:u1, None] * zr[:, None, :]).reshape(len(zr), -1)
-                product = (zr.T @ weighted).reshape(d, u1 - u0, d).transpose(0, 1)
-                self.Mk[u0:u1] += product.double()
+                self.Mk[u0:u1] += (zr.T @ weighted).reshape(d, u1 - u0, d).transpose(0, 1)
+        offset = mean - c
+        total = v.sum(0)
+        self.Mk -= total.view(-1, 1, 1) * offset.unsqueeze(2) * offset.unsqueeze(1)
 
     def covariances(self, free_bias: bool = True) -> torch.Tensor:
-        """``Sigma_k`` (k, in, in): covariance (``free_bias``) or uncentred second moment."""
+        """``Sigma_k`` (k, in, in): covariance (``free_bias``) or uncentred second moment,
+        positive semi-definite by construction (zero for a weighting that saw no row)."""
         alive = self.Bk > 0
         safe = torch.where(alive, self.Bk, torch.ones_like(self.Bk))
-        mean = self.Ak / safe.unsqueeze(1)  # about the shift
-        second = self.Mk / safe.view(-1, 1, 1)
-        if free_bias:
-            sigma = second - mean.unsqueeze(2) * mean.unsqueeze(1)
-        else:  # about zero: E[(z-c)(z-c)^T] + c E[z-c]^T + E[z-c] c^T + c c^T
-            c = self.ec.shift.double()
-            sigma = (second + mean.unsqueeze(2) * c + c.unsqueeze(1) * mean.unsqueeze(1)
-                     + torch.outer(c, c))
+        sigma = self.Mk / safe.view(-1, 1, 1)
+        if not free_bias:  # about zero: the covariance plus the mean's outer product
+            sigma = sigma + self.Ak.unsqueeze(2) * self.Ak.unsqueeze(1)
         sigma = 0.5 * (sigma + sigma.transpose(1, 2))
         return torch.where(alive.view(-1, 1, 1), sigma, 0.0)
+
+    def second_moments(self) -> torch.Tensor:
+        """``E_k[z_j^2]`` (k, in): the scale against which an input counts as constant."""
+        safe = torch.where(self.Bk > 0, self.Bk, torch.ones_like(self.Bk)).unsqueeze(1)
+        return torch.diagonal(self.Mk, dim1=1, dim2=2) / safe + self.Ak.square()
 
 
 @dataclass
@@ -116,24 +138,58 @@ class RowMetric:
     Row ``i`` of the layer uses ``K[group[i]]`` (damped ``Sigma``): a weight change ``dw``
     costs ``beta[i] * dw^T K dw``, and the bias follows with ``db = -zmean[i] . dw``.
     ``beta = 0`` marks a unit that never moves the output: free to prune, never updated.
+    ``free[group[i]]`` marks the inputs that are constant under the row's weighting: the
+    bias absorbs them exactly, so removing their weights costs nothing; ``K`` keeps them
+    decoupled with a tiny placeholder diagonal (so that it factors), which the costs
+    ignore. ``added_damping[g]``: what the factorisation had to add to ``K[g]``'s diagonal
+    beyond the requested damping (0 when none; see :func:`robust_cholesky`).
     """
 
     K: torch.Tensor
     group: torch.Tensor
     beta: torch.Tensor
     zmean: torch.Tensor
+    free: torch.Tensor | None = None
+    added_damping: torch.Tensor | None = None
     _inverse: torch.Tensor | None = None
+    _factor: torch.Tensor | None = None
 
     @property
     def per_row(self) -> bool:
         """True when every row has its own ``K`` (the exact form)."""
         return self.K.shape[0] == self.group.shape[0] and self.K.shape[0] > 1
 
+    def factor(self) -> torch.Tensor:
+        """Lower Cholesky factor of every ``K`` (made to exist: :func:`robust_cholesky`)."""
+        if self._factor is None:
+            self._factor, added = robust_cholesky(self.K)
+            if bool((added > 0).any()):
+                eye = torch.eye(self.K.shape[1], dtype=F64, device=self.K.device)
+                self.K = self.K + added.view(-1, 1, 1) * eye
+            previous = 0.0 if self.added_damping is None else self.added_damping
+            self.added_damping = added + previous
+        return self._factor
+
     def inverse(self) -> torch.Tensor:
         """``K^-1`` of every group (Cholesky), computed once."""
         if self._inverse is None:
-            self._inverse = torch.cholesky_inverse(torch.linalg.cholesky(self.K))
+            self._inverse = torch.cholesky_inverse(self.factor())
         return self._inverse
+
+    def relative_added_damping(self) -> float:
+        """Largest ``added_damping`` relative to its ``K``'s mean diagonal (0: none)."""
+        self.factor()
+        if not bool((self.added_damping > 0).any()):
+            return 0.0
+        scale = torch.diagonal(self.K, dim1=1, dim2=2).abs().mean(1).clamp_min(1e-300)
+        return float((self.added_damping / scale).max())
+
+    def row_free(self) -> torch.Tensor:
+        """(rows, in) mask of the entries whose removal costs nothing (constant inputs)."""
+        if self.free is None:
+            return torch.zeros(len(self.group), self.K.shape[1], dtype=torch.bool,
+                               device=self.K.device)
+        return self.free[self.group]
 
     def apply(self, x: torch.Tensor, K: torch.Tensor | None = None) -> torch.Tensor:
         """``K[group[i]] @ x[i]`` for every row, without per-row copies of a shared ``K``."""
@@ -146,17 +202,58 @@ class RowMetric:
         """``K[group[i]]^-1 rhs[i]`` for every row."""
         return self.apply(rhs, self.inverse())
 
+    def quadratic(self, delta: torch.Tensor) -> torch.Tensor:
+        """``beta_i delta_i^T K delta_i`` per row, constant inputs costing nothing."""
+        delta = torch.where(self.row_free(), 0.0, delta)
+        return self.beta * (delta * self.apply(delta)).sum(1)
+
+
+def robust_cholesky(K: torch.Tensor, max_tries: int = 40, upper: bool = False):
+    """Lower (or ``upper``) Cholesky factors of a batch of symmetric matrices that should be positive
+    definite; returns ``(L, added)``.
+
+    A matrix whose factorisation fails (singular, or indefinite by rounding) gets
+    ``added * I`` on its diagonal, ``added`` starting at ``1e-12`` times its mean
+    absolute diagonal and growing tenfold until the factorisation succeeds; ``added`` is 0
+    for the matrices that factored as given. Never raises for finite input.
+    """
+    L, info = torch.linalg.cholesky_ex(K, upper=upper)
+    added = torch.zeros(K.shape[0], dtype=K.dtype, device=K.device)
+    failed = info != 0
+    if not bool(failed.any()):
+        return L, added
+    if not bool(torch.isfinite(K).all()):
+        raise FloatingPointError("EC-OBS statistics are not finite; check the module's "
+                                 "outputs and the data for NaN or overflow.")
+    eye = torch.eye(K.shape[1], dtype=K.dtype, device=K.device)
+    scale = torch.diagonal(K, dim1=1, dim2=2).abs().mean(1).clamp_min(1e-300)
+    jitter = 1e-12 * scale
+    for _ in range(max_tries):
+        index = torch.nonzero(failed).squeeze(1)
+        added[index] = jitter[index]
+        L_try, info = torch.linalg.cholesky_ex(K[index] + jitter[index].view(-1, 1, 1) * eye,
+                                               upper=upper)
+        L[index] = L_try
+        failed[index] = info != 0
+        if not bool(failed.any()):
+            return L, added
+        jitter = torch.where(failed, jitter * 10, jitter)
+    raise FloatingPointError("EC-OBS could not factor a layer's Hessian even with damping "
+                             "up to 1e28 times its diagonal.")
+
 
 def row_metric(stats: UnitStatistics, damp: float = 0.01, abs_floor: float = 1e-10,
                free_bias: bool = True) -> RowMetric:
     """The damped form of one layer: ``K = Sigma + lambda I`` per group.
 
     ``lambda = damp * mean(diag Sigma)`` (a proximal term: the problem solved is
-    ``min E[s (delta a)^2] + lambda |delta w|^2``), plus ``abs_floor`` times the largest
-    ``E[z^2]`` of the layer, which keeps ``K`` positive definite when an input is constant
-    or a unit is dead. Inputs whose variance is at the rounding level of their magnitude
-    are constant: they are decoupled from the others, so that rounding cannot correlate
-    them. ``damp = abs_floor = 0`` gives the undamped form (for tests).
+    ``min E[s (delta a)^2] + lambda |delta w|^2`` over the inputs that vary), plus
+    ``abs_floor`` times the largest ``E[z^2]`` of the layer. Inputs whose variance is at
+    the rounding level of their magnitude are constant: the bias absorbs their weights
+    exactly, so they are decoupled from the others and marked ``free`` (cost 0, never
+    damped); ``Sigma`` is the centred covariance, so the damping never charges for what the
+    bias absorbs. ``damp = abs_floor = 0`` gives the undamped form (for tests). The
+    factorisation adds damping only if ``K`` still does not factor (``added_damping``).
     """
     B, A, C = stats.ec.means()
     alive = B > 0
@@ -165,21 +262,22 @@ def row_metric(stats: UnitStatistics, damp: float = 0.01, abs_floor: float = 1e-
     if not free_bias:
         zmean = torch.zeros_like(zmean)
     sigma = stats.covariances(free_bias)
-    c = stats.ec.shift.double()
-    safe = torch.where(stats.Bk > 0, stats.Bk, torch.ones_like(stats.Bk)).unsqueeze(1)
-    first = stats.Ak / safe
-    magnitude = (torch.diagonal(stats.Mk, dim1=1, dim2=2) / safe + 2 * c * first
-                 + c.square()).clamp_min(0)  # E[z^2] per input
-    if abs_floor > 0:
-        keep = (torch.diagonal(sigma, dim1=1, dim2=2) > 1e-9 * magnitude).to(F64)
-        sigma = sigma * keep.unsqueeze(2) * keep.unsqueeze(1)
+    magnitude = stats.second_moments().clamp_min(0)  # E[z^2] per input
+    diag = torch.diagonal(sigma, dim1=1, dim2=2)
+    free = diag <= 1e-9 * magnitude
+    keep = (~free).to(F64)
+    sigma = sigma * keep.unsqueeze(2) * keep.unsqueeze(1)
     diag = torch.diagonal(sigma, dim1=1, dim2=2).clamp_min(0)
-    floor = abs_floor * max(float(magnitude.max()) if magnitude.numel() else 1.0, 1e-30)
-    lam = damp * diag.mean(1) + (floor if abs_floor > 0 else 0.0)
-    K = sigma + lam.view(-1, 1, 1) * torch.eye(sigma.shape[1], dtype=F64, device=sigma.device)
+    scale = max(float(magnitude.max()) if magnitude.numel() else 1.0, 1e-30)
+    lam = damp * diag.mean(1) + (abs_floor * scale if abs_floor > 0 else 0.0)
+    # free inputs: a placeholder far below any cost that counts, so that K factors
+    ridge = torch.where(free, 1e-20 * scale, lam.unsqueeze(1))
+    K = sigma + torch.diag_embed(ridge)
     n_units = B.shape[0]
     if stats.hessian == "exact":
         group = torch.arange(n_units, device=K.device)
     else:
         group = torch.zeros(n_units, dtype=torch.long, device=K.device)
-    return RowMetric(K, group, B, zmean)
+    metric = RowMetric(K, group, B, zmean, free=free)
+    metric.factor()
+    return metric

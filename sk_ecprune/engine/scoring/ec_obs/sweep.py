@@ -6,7 +6,10 @@ The columns of a row are visited once, in a fixed order, with the upper Cholesky
 threshold ``tau``; a removed entry's error is spread over the later columns (lazily, one
 block of columns at a time). Rows are independent given ``tau``, so ``tau`` is set for the
 whole layer by a search on the count it removes, and the layer loses exactly the number of
-weights the plan gave it. Cost: ``n d^2`` per sweep, against OBC's greedy ``n d^3``.
+weights the plan gave it. Cost: ``n d^2`` per sweep, against OBC's greedy ``n d^3``; on
+small layers a sweep's time is the per-column overhead, so the thresholds of a search run
+as stacked copies of the rows (:func:`sweep_counts`), and the planning sweeps layers of
+equal width together.
 
 Column orders (``order=``): ``"row"`` gives every row its own order (ascending single
 costs; one factor per row: ``n d^2`` numbers and ``n d^3 / 3`` operations), ``"layer"`` one
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .statistics import RowMetric
+from .statistics import RowMetric, robust_cholesky
 
 __all__ = ["ORDERS", "SweepPlan", "search_threshold", "sweep", "sweep_counts", "sweep_plan"]
 
@@ -77,7 +80,8 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
         rows = first_row[f0 : f0 + step]
         p = perm[rows]
         sub = P[metric.group[rows].view(-1, 1, 1), p.unsqueeze(2), p.unsqueeze(1)]
-        U[f0 : f0 + step] = torch.linalg.cholesky(sub, upper=True)  # (K_pp)^-1 = (K^-1)_pp
+        # (K_pp)^-1 = (K^-1)_pp; robust: a block of an ill-conditioned K^-1 may need a ridge
+        U[f0 : f0 + step] = robust_cholesky(sub, upper=True)[0]
     return SweepPlan(U, fid, perm.contiguous())
 
 
@@ -87,55 +91,111 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
     ``forced`` entries (already removed) are removed whatever their cost. With ``cap``, at
     most ``cap`` removals in all, forced ones included (the cheapest first within the
     column that reaches it). Returns ``(removed, x)``, in the sweep's column order.
+
+    The rows are held column-major as ``(d, copies, factors)``: row ``c * F + f`` uses
+    factor ``f``, so that a factor shared by many rows (one per layer, or the stacked
+    copies of :func:`sweep_counts`) is broadcast, never gathered per row, and each column
+    is one contiguous slice. Within a block of columns each removal updates the block's
+    later columns (one fused operation per column); the columns after the block receive
+    the block's errors at once, as one matrix product.
     """
     n, d = x0.shape
+    device = x0.device
     if not torch.is_tensor(tau):
-        tau = torch.full((n,), float(tau), dtype=F64, device=x0.device)
-    X = x0.double().clone()
-    removed = torch.zeros(n, d, dtype=torch.bool, device=x0.device)
+        tau = torch.full((n,), float(tau), dtype=F64, device=device)
+    factors, source = _factor_layout(U, fid, n)
+    shape = (d, n) if factors == 1 else (d, n // factors, factors)  # 1-D columns if shared
     live = beta > 0
-    shared = U.shape[0] == 1
-    # rows that are copies of the factors' rows (sweep_counts): products without gathers
-    tiled = not shared and n % U.shape[0] == 0 and torch.equal(
-        fid, torch.arange(U.shape[0], device=fid.device).repeat(n // U.shape[0]))
-    forced_left = int(forced.sum())
-    count = 0
+    all_live = bool(live.all())
+    x = x0.double() if all_live else torch.where(live.unsqueeze(1), x0.double(), 0.0)
+    XT = x.T.reshape(shape).clone()  # a dead row's errors are zero: its x is held at 0
+    removed_t = torch.zeros(shape, dtype=torch.bool, device=device)
+    rows = (beta.double().view(shape[1:]), tau.view(shape[1:]))
+    forced_t = forced.T.reshape(shape) if bool(forced.any()) else None
+    limit = None if cap is None else _Cap(cap, forced)
     for j0 in range(0, d, block):
         j1 = min(d, j0 + block)
-        Ub = U[0, j0:j1, j0:j1] if shared else U[fid, j0:j1, j0:j1]
-        any_forced = bool(forced[:, j0:j1].any())
-        Xb = X[:, j0:j1].clone()
-        errors = torch.zeros(n, j1 - j0, dtype=F64, device=x0.device)
-        for jj in range(j1 - j0):
-            u = Ub[jj, jj:] if shared else Ub[:, jj, jj:]  # shared: one row for all
-            scaled = Xb[:, jj] / (u[0] if shared else u[:, 0])
-            cost = beta * scaled.square()
-            remove = cost <= tau
-            if any_forced or cap is not None:
-                f = forced[:, j0 + jj]
-                remove = remove & ~f
-                if cap is not None:
-                    forced_left -= int(f.sum())
-                    room = cap - count - forced_left - int(f.sum())
-                    remove = _within_cap(remove, cost, room)
-                remove = remove | f
-                if cap is not None:
-                    count += int(remove.sum())
-            error = torch.where(remove & live, scaled, 0.0)
-            Xb[:, jj:] -= error.unsqueeze(1) * u
-            Xb[:, jj].masked_fill_(remove, 0.0)
-            errors[:, jj] = error
-            removed[:, j0 + jj] = remove
-        X[:, j0:j1] = Xb
-        if j1 < d:
-            if shared:
-                X[:, j1:] -= errors @ U[0, j0:j1, j1:]
-            elif tiled:
-                X[:, j1:] -= torch.einsum("tfb,fbd->tfd", errors.view(-1, *U.shape[:1], j1 - j0),
-                                          U[:, j0:j1, j1:]).reshape(n, d - j1)
-            else:
-                X[:, j1:] -= torch.bmm(errors.unsqueeze(1), U[fid, j0:j1, j1:]).squeeze(1)
-    return removed, X
+        capped = limit is not None and limit.may_bind(j0, j1, n)
+        errors = _sweep_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t, forced_t,
+                              limit if capped else None)
+        if limit is not None and not capped:
+            limit.count += int(removed_t[j0:j1].sum())
+        if j1 < d:  # the block's errors reach the later columns in one product
+            _spread(XT[j1:], errors, source(j0, j1, j1, d))
+    removed = removed_t.view(d, n).T.contiguous()
+    X = XT.view(d, n).T
+    X = X.clone() if all_live else torch.where(live.unsqueeze(1), X, x0.double())
+    return removed, X.masked_fill_(removed, 0.0)
+
+
+def _factor_layout(U, fid, n):
+    """``(F, source)``: rows are ``copies x F`` with row ``c * F + f`` on factor ``f``, and
+    ``source(a, b, c, e)`` the factors' block ``[:, a:b, c:e]`` in that layout."""
+    count = U.shape[0]
+    if count == 1 or (n % count == 0 and torch.equal(
+            fid, torch.arange(count, device=fid.device).repeat(n // count))):
+        return count, lambda a, b, c, e: U[:, a:b, c:e]
+    return n, lambda a, b, c, e: U[fid, a:b, c:e]
+
+
+def _spread(XT, errors, Ublock):
+    """``XT[k, ...] -= sum_b Ublock[f, b, k] errors[b, ...]`` (row ``...`` on factor ``f``)."""
+    if Ublock.shape[0] == 1:  # one factor: a single matrix product, in place
+        XT.addmm_(Ublock[0].T, errors, alpha=-1.0)
+    else:
+        XT -= torch.matmul(Ublock.transpose(1, 2), errors.permute(2, 0, 1)).permute(1, 2, 0)
+
+
+class _Cap:
+    """Running count of a capped sweep: how many more removals each column may make."""
+
+    def __init__(self, cap, forced):
+        self.cap, self.count = cap, 0
+        self.forced_here = forced.sum(0).tolist()
+        after = torch.flip(torch.cumsum(torch.flip(forced.sum(0), (0,)), 0), (0,))
+        self.forced_after = (after - forced.sum(0)).tolist()
+
+    def room(self, j):
+        return self.cap - self.count - self.forced_after[j] - self.forced_here[j]
+
+    def may_bind(self, j0, j1, n):
+        """Whether the cap can bind in columns ``j0:j1`` (else they need no per-column count)."""
+        return self.count + n * (j1 - j0) + self.forced_after[j1 - 1] > self.cap
+
+
+def _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit):
+    """Columns ``j0:j0 + B`` of :func:`sweep`, in place; returns the block's errors."""
+    beta, tau = rows
+    width = Ub.shape[1]
+    Xb = XT[j0 : j0 + width]
+    errors = torch.empty_like(Xb)
+    pivots = torch.diagonal(Ub, dim1=1, dim2=2).T.unbind(0)  # (F,) per column
+    # tails[jj, k] broadcasts Ub[f, jj, k] over the copies of the rows of factor f
+    tails = Ub[0].unsqueeze(2) if Ub.shape[0] == 1 else Ub.permute(1, 2, 0).unsqueeze(2)
+    zero = torch.zeros((), dtype=F64, device=Ub.device)
+    columns, decided, error_columns = (Xb.unbind(0), removed_t[j0 : j0 + width].unbind(0),
+                                       errors.unbind(0))
+    for jj in range(width):
+        scaled = columns[jj] / pivots[jj]
+        cost = scaled.square().mul_(beta)
+        remove = torch.le(cost, tau, out=decided[jj])
+        if forced_t is not None or limit is not None:
+            _forced_and_capped(remove, cost, j0 + jj, forced_t, limit)
+        error = torch.where(remove, scaled, zero, out=error_columns[jj])
+        if jj + 1 < width:
+            Xb[jj + 1 :].addcmul_(tails[jj, jj + 1 :], error, value=-1.0)
+    return errors
+
+
+def _forced_and_capped(remove, cost, j, forced_t, limit):
+    """Column ``j``'s removals, in place: the forced entries in and, with a cap, within it."""
+    f = forced_t[j] if forced_t is not None else torch.zeros_like(remove)
+    if limit is not None:
+        chosen = _within_cap((remove & ~f).reshape(-1), cost.reshape(-1), limit.room(j))
+        remove.copy_(chosen.view_as(remove) | f)
+        limit.count += int(remove.sum())
+    else:
+        remove |= f
 
 
 def _within_cap(remove, cost, room):
@@ -148,19 +208,26 @@ def _within_cap(remove, cost, room):
     return limited
 
 
-def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements=2**25):
+def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements=2**25,
+                 sizes=None):
     """Removals of :func:`sweep` at each threshold of ``taus``: the thresholds run as
-    stacked copies of the rows (a sweep's cost is per-column overhead, not arithmetic)."""
+    stacked copies of the rows (a sweep's cost is per-column overhead, not arithmetic).
+    With ``sizes`` (row counts of consecutive groups, e.g. layers swept together), each
+    threshold's count per group instead of the total."""
     n, d = x0.shape
     xp, fp = plan.to_sweep(x0), plan.to_sweep(forced)
     per = max(1, max_elements // max(1, n * d * (1 if plan.U.shape[0] == 1 else block)))
+    grouped = sizes is not None
+    sizes = list(sizes) if grouped else [n]
     counts = []
     for t0 in range(0, len(taus), per):
         chunk = taus[t0 : t0 + per]
         tau = torch.tensor(chunk, dtype=F64, device=x0.device).repeat_interleave(n)
         removed, _ = sweep(plan.U, plan.fid.repeat(len(chunk)), xp.repeat(len(chunk), 1),
                            beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1), block=block)
-        counts += removed.view(len(chunk), n, d).sum((1, 2)).tolist()
+        per_row = removed.view(len(chunk), n, d).sum(2)
+        per_group = torch.stack([part.sum(1) for part in per_row.split(sizes, 1)], 1)
+        counts += per_group.tolist() if grouped else per_group[:, 0].tolist()
     return counts
 
 

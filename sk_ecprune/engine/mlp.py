@@ -1,4 +1,4 @@
-"""The multilayer perceptron trained by the estimators.
+"""A plain multilayer perceptron: the module the estimators train, usable on its own.
 
 A plain stack of ``nn.Linear`` layers with an activation between them and none after the
 last one (regression outputs or classification logits), which is what the pruning engine
@@ -83,7 +83,7 @@ class MLP(nn.Module):
         """The ``nn.Sequential`` this module's forward pass applies, nothing else.
 
         Lets the pruning engine compute output sensitivities layer by layer in closed form
-        (:mod:`sk_ecprune._chain`); a subclass that changes ``forward`` must drop it.
+        (:mod:`.chain`); a subclass that changes ``forward`` must drop it.
         """
         return self.layers
 

@@ -1,0 +1,98 @@
+"""The EC-OBS column sweep against a plain per-row loop of its definition, and the
+planning's shortcuts (stacked layers, sensitivities carried down to the lowest layer)
+against the unshortened computations."""
+
+import pytest
+import torch
+from torch import nn
+
+from sk_ecprune.engine.scoring.ec_obs.sweep import SweepPlan, sweep, sweep_counts
+from sk_ecprune.engine.sensitivities import recorded_sensitivities
+
+F64 = torch.float64
+
+
+def _factors(count, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(count, d, 2 * d, generator=g, dtype=F64)
+    K = A @ A.transpose(1, 2) / d + 0.1 * torch.eye(d, dtype=F64)
+    return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(K)), upper=True)
+
+
+def _reference(U, fid, x0, beta, tau, forced):
+    """Row by row, column by column: the sequential OBS cost of each entry, removal at cost
+    <= tau (or forced), the error spread over the row's later columns."""
+    n, d = x0.shape
+    removed = torch.zeros(n, d, dtype=torch.bool)
+    for i in range(n):
+        x = x0[i].clone()
+        u = U[fid[i]]
+        for j in range(d):
+            scaled = x[j] / u[j, j]
+            if forced[i, j] or beta[i] * scaled**2 <= tau:
+                removed[i, j] = True
+                if beta[i] > 0:
+                    x[j:] -= scaled * u[j, j:]
+    return removed
+
+
+@pytest.mark.parametrize("factors", ["shared", "per_row", "some"])
+def test_sweep_removes_what_the_sequential_definition_removes(factors):
+    n, d = 9, 40  # more than one block of columns
+    count = {"shared": 1, "per_row": n, "some": 3}[factors]
+    U = _factors(count, d, seed=1)
+    fid = torch.arange(n) % count
+    if factors == "some":  # rows not in repeating order: gathered per row
+        fid = torch.tensor([2, 0, 1, 1, 0, 2, 2, 1, 0])
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(n, d, generator=g, dtype=F64)
+    beta = torch.rand(n, generator=g, dtype=F64) + 0.1
+    beta[4] = 0.0  # a dead unit: every entry free, nothing updated
+    forced = torch.rand(n, d, generator=g) < 0.1
+    for tau in (0.0, 0.05, 0.5):
+        removed, _ = sweep(U, fid, x0, beta, tau, forced, block=16)
+        expected = _reference(U, fid, x0, beta, tau, forced)
+        assert int((removed != expected).sum()) <= 1  # a tie at rounding may flip one
+        assert removed[forced].all() and removed[4].all() == (tau >= 0)
+
+
+def test_capped_sweep_removes_exactly_the_cap():
+    n, d = 6, 50
+    U = _factors(1, d, seed=3)
+    x0 = torch.randn(n, d, generator=torch.Generator().manual_seed(4), dtype=F64)
+    forced = torch.zeros(n, d, dtype=torch.bool)
+    forced[:, 45] = True
+    for cap in (n, 100, 151):
+        removed, _ = sweep(U, torch.zeros(n, dtype=torch.long), x0, torch.ones(n, dtype=F64),
+                           1e9, forced, cap=cap, block=16)
+        assert int(removed.sum()) == cap and removed[forced].all()
+
+
+def test_grouped_counts_are_each_groups_own_counts():
+    d, sizes = 20, [5, 3]
+    U = _factors(sum(sizes), d, seed=5)
+    g = torch.Generator().manual_seed(6)
+    x0 = torch.randn(sum(sizes), d, generator=g, dtype=F64)
+    beta = torch.rand(sum(sizes), generator=g, dtype=F64) + 0.1
+    forced = torch.zeros(sum(sizes), d, dtype=torch.bool)
+    perm = torch.argsort(torch.rand(sum(sizes), d, generator=g), dim=1)
+    fid = torch.arange(sum(sizes))
+    taus = [0.01, 0.1, 1.0]
+    together = sweep_counts(SweepPlan(U, fid, perm), x0, beta, taus, forced, sizes=sizes)
+    for k, (a, b) in enumerate([(0, 5), (5, 8)]):
+        alone = sweep_counts(SweepPlan(U[a:b], fid[a:b] - a, perm[a:b]), x0[a:b], beta[a:b],
+                             taus, forced[a:b])
+        assert [row[k] for row in together] == alone
+
+
+def test_sensitivities_from_the_lowest_layer_equal_the_full_chain():
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.ReLU(),
+                           nn.Linear(4, 3))
+    layers = [m for m in module if isinstance(m, nn.Linear)]
+    data = [(torch.randn(30, 6), None, None)]
+    (_, full, _), = recorded_sensitivities(module, layers, data, "fisher")
+    (_, partial, _), = recorded_sensitivities(module, layers, data, "fisher", lowest=1)
+    assert partial[0] is None
+    for a, b in zip(full[1:], partial[1:]):
+        torch.testing.assert_close(a, b)
