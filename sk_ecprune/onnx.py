@@ -301,18 +301,23 @@ def _emit_module(scope, container, module, x, index, grid=None):
     """Append the nodes of one module of the ``Sequential``; return its output name."""
     if isinstance(module, nn.Linear):
         return _emit_linear(scope, container, module, x, index, grid)
-    if isinstance(module, nn.Identity):
-        return x  # nothing to compute, no node
+    if isinstance(module, (nn.Identity, nn.Dropout)):
+        return x  # nothing to compute at inference (dropout is the identity in eval mode)
     kind = type(module)
     if kind in _PLAIN_ACTIVATIONS:
         op = _PLAIN_ACTIVATIONS[kind]
         return _add_node(scope, container, op, [x], f"{op.lower()}{index}")
     if kind in _ACTIVATION_EMITTERS:
         return _ACTIVATION_EMITTERS[kind](scope, container, module, x, index)
+    if kind is nn.LeakyReLU:
+        return _add_node(scope, container, "LeakyRelu", [x], f"leakyrelu{index}",
+                         alpha=float(module.negative_slope))
+    if kind is nn.ELU:
+        return _add_node(scope, container, "Elu", [x], f"elu{index}", alpha=float(module.alpha))
     raise TypeError(
         f"Cannot convert module {index} of to_torch(), {module!r}, to ONNX: expected "
-        "nn.Linear, nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.PReLU, nn.GELU or "
-        "nn.SiLU."
+        "nn.Linear, nn.Identity, nn.Dropout, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, "
+        "nn.ELU, nn.PReLU, nn.GELU or nn.SiLU."
     )
 
 

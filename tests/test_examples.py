@@ -129,8 +129,20 @@ def test_grid_search_example_runs():
     assert 0 <= _check_grid_search(_run("examples/grid_search.py")) <= 1
 
 
+def _check_own_network(out):
+    dense = float(re.search(rf"dense network trained elsewhere: test R2 {NUMBER}", out)[1])
+    rows = re.findall(rf"^\s*(\d\.\d\d)\s+{NUMBER}\s+{NUMBER}$", out, re.M)
+    assert [r for r, _, _ in rows] == ["0.50", "0.80", "0.90"], out
+    return dense, {float(r): (float(a), float(b)) for r, a, b in rows}
+
+
+def test_own_network_example_runs():
+    dense, rows = _check_own_network(_run("examples/own_network.py"))
+    assert dense <= 1 and all(a <= 1 and b <= 1 for a, b in rows.values())
+
+
 def test_every_example_is_tested():
-    tested = {"quickstart.py", "regression.py", "grid_search.py"}
+    tested = {"quickstart.py", "regression.py", "grid_search.py", "own_network.py"}
     assert {path.name for path in (ROOT / "examples").glob("*.py")} == tested
 
 
@@ -141,3 +153,5 @@ def test_full_length_examples_reach_their_quality():
     rows = _check_regression(_run("examples/regression.py", quick=False))
     assert rows["ec", 0.5][1] > 0.8  # R^2 after fine-tuning at half the weights
     assert _check_grid_search(_run("examples/grid_search.py", quick=False)) > 0.9
+    dense, rows = _check_own_network(_run("examples/own_network.py", quick=False))
+    assert dense > 0.9 and rows[0.5][0] > 0.9  # half the weights removed, no fine-tuning

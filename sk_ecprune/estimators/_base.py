@@ -23,27 +23,33 @@ from ..engine import (
     NEURON_SCORERS,
     SCORERS,
     Method,
+    Quantizer,
     chain_reports,
     compact,
     gradual_schedule,
-    hidden_widths,
     kept_masks,
     layer_sparsity,
     make_permanent,
     prune_model,
     to_sparse,
 )
-from ._build import build_net, early_stopping_callbacks, validation_fraction
+from ._build import build_net, stage_callbacks, validation_fraction
 from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
 from ._data import net_inputs, to_tensor
 from ._quantize import (
     QUANTIZE_METHODS,
-    Quantizer,
     export_grids,
     onnx_model_bytes,
     quantize_network,
 )
+from ._network import (
+    NestedParamsMixin,
+    check_module,
+    check_network_params,
+    hidden_layer_sizes_of,
+)
+from ._progress import echo, fit_progress
 from ._params import (
     ARRAY_LIKE,
     BOOLEAN,
@@ -87,7 +93,7 @@ class _FitData:
         return net_inputs(self.X, self.sample_weight)
 
 
-class _BasePrunedMLP(BaseEstimator):
+class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
     """Shared fit logic: train dense, prune with the engine, fine-tune."""
 
     _parameter_constraints = {
@@ -104,7 +110,7 @@ class _BasePrunedMLP(BaseEstimator):
         "layer_floor": [Interval(Real, 0, 1)],
         "scoring_samples": [NONE, Interval(Integral, 1, None)],
         "output_metric": [Options({"auto", "euclidean", "fisher"})],
-        "max_epochs": [Interval(Integral, 1, None)],
+        "max_epochs": [Interval(Integral, 0, None)],
         "finetune_epochs": [Interval(Integral, 0, None)],
         "quantize_bits": [NONE, Interval(Integral, 2, 8, closed="both")],
         "quantize_method": [Options(lambda: QUANTIZE_METHODS),
@@ -156,6 +162,9 @@ class _BasePrunedMLP(BaseEstimator):
         random_state=None,
         verbose=0,
         memory=None,
+        module=None,
+        callbacks=None,
+        **kwargs,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -185,6 +194,9 @@ class _BasePrunedMLP(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.memory = memory
+        self.module = module
+        self.callbacks = callbacks
+        self._store_nested_params(kwargs)  # optimizer__*, module__*, callbacks__*
 
     # ----------------------------------------------------------------------- fit
     def fit(self, X, y, sample_weight=None):
@@ -220,11 +232,23 @@ class _BasePrunedMLP(BaseEstimator):
         self._discard_fit()
         try:
             data = self._validate(X, y, sample_weight)
+            self._progress_ = fit_progress(self)
             self.net_ = build_net(self, data.hidden_layer_sizes, data.device, data.seed)
+            check_module(self, self.net_.module, data.X)
             self._fit_dense(data)
             self._prune_and_finetune(data)
             self._finalize()
+            if self._progress_ is not None and self.quantize_bits is not None:
+                self._progress_.begin(
+                    f"quantisation: {self.quantize_bits} bits, method={self.quantize_method}")
             self._quantize(data)
+            if self._progress_ is not None:
+                self._progress_.done(
+                    f"Fitted: sparsity {self.sparsity_:.1%}, train loss "
+                    f"{self.loss_before_pruning_:.4g} (dense) -> {self.loss_after_pruning_:.4g} "
+                    f"(pruned) -> {self.loss_:.4g} (final)"
+                )
+            del self._progress_
         except BaseException:
             # An interrupt or an error in any stage: nothing of this fit, nor of an earlier
             # one, stays behind (a refit that fails must not leave old and new attributes).
@@ -240,6 +264,7 @@ class _BasePrunedMLP(BaseEstimator):
     def _validate(self, X, y, sample_weight=None):
         """Stage 0: check the parameters and the data; derive the fit's seed."""
         validate_params(self, self._parameter_constraints)
+        check_network_params(self)
         check_granularity(self.granularity, self.method, self.scope, NEURON_SCORERS)
         check_optimizer(self.optimizer)
         sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
@@ -273,8 +298,16 @@ class _BasePrunedMLP(BaseEstimator):
         the cache when an equal dense stage was trained before, else trained and stored;
         see :mod:`._cache`.
         """
+        progress = self._progress_
+        if progress is not None:
+            progress.begin(
+                f"dense training: {self.max_epochs} epochs" if self.max_epochs else
+                "no dense training (max_epochs=0): the module is pruned as given"
+            )
         fixed_seed = self.random_state is not None and self.random_state is not np.random
-        if self.memory is None or not fixed_seed:
+        if self.max_epochs == 0:
+            self.net_.initialize()
+        elif self.memory is None or not fixed_seed:
             self.net_.fit(data.inputs, data.y)
         else:
             hit = fit_dense_cached(
@@ -282,12 +315,13 @@ class _BasePrunedMLP(BaseEstimator):
             )
             if hit and self.verbose:
                 last = self.net_.history[-1]
-                print(
+                echo(
                     f"Dense network loaded from the cache (memory): {len(self.net_.history)} "
-                    f"epochs, train loss {last['train_loss']:.4f}",
-                    flush=True,
+                    f"epochs, train loss {last['train_loss']:.4f}"
                 )
         self.history_dense_ = self.net_.history
+        if progress is not None:
+            progress.epochs(self.history_dense_)
         self.loss_curve_stages_ = ["dense"] * len(self.history_dense_)
 
     def _prune_and_finetune(self, data):
@@ -304,17 +338,20 @@ class _BasePrunedMLP(BaseEstimator):
         schedule = self._schedule()
         reports = []
         for call, (ratio, steps, epochs) in enumerate(schedule, 1):
+            if self._progress_ is not None:
+                self._progress_.begin_pruning(self.method, ratio, steps, call, len(schedule))
             reports.append(self._prune(data, ratio, steps))
             if call == len(schedule):
                 self.loss_after_pruning_ = self._checked_pruned_loss(data)
-            if self.verbose:
+            if self._progress_ is not None:
+                self._progress_.pruned(reports[-1].time_s)
                 self._print_pruning_line(reports[-1], call, len(schedule))
             where = f" after pruning step {call} of {len(schedule)}" if len(schedule) > 1 else ""
             self._finetune(data, epochs, "fine-tuning" + where)
         if not schedule:
             self.loss_after_pruning_ = self.loss_before_pruning_
-            if self.verbose:
-                print("Pruning: none (prune_ratio=0)", flush=True)
+            if self._progress_ is not None:
+                self._progress_.note("Pruning: none (prune_ratio=0)")
             self._finetune(data, self.finetune_epochs)
         self.pruning_report_ = chain_reports(reports) if reports else None
         self.history_finetune_ = self.net_.history
@@ -374,12 +411,13 @@ class _BasePrunedMLP(BaseEstimator):
         net.history = History()
         self._hold_removed_weights_ = HoldRemovedWeights()
         self._divergence_ = RaiseOnDivergence("fine-tuning", self._divergence_advice())
-        net.callbacks = [
-            ("hold_removed_weights", self._hold_removed_weights_),
-            ("raise_on_divergence", self._divergence_),
-            *early_stopping_callbacks(self),  # fresh ones: each segment stops on its own
-        ]
-        net.initialize_callbacks()  # fresh timers, scores and table header
+        net.callbacks = stage_callbacks(
+            self, [("raise_on_divergence", self._divergence_)], "fine-tuning",
+            self.finetune_epochs,
+            # last: it acts after every other callback (the user's too) at each batch end
+            last=[("hold_removed_weights", self._hold_removed_weights_)],
+        )
+        net.initialize_callbacks()  # fresh timers, scores and progress output
         # skorch builds the optimizer with the net's lr: the fine-tuning one from here on
         net.lr = self.lr if self.finetune_lr is None else self.finetune_lr
         net.initialize_optimizer()
@@ -392,9 +430,16 @@ class _BasePrunedMLP(BaseEstimator):
         """
         if epochs > 0:
             self._divergence_.stage = stage
+            if self._progress_ is not None:
+                self._progress_.begin(f"{stage}: {epochs} epochs")
+                for name, callback in self.net_.callbacks_:
+                    if name in ("epoch_log", "progress_bar"):
+                        callback.stage, callback.epochs = stage, epochs
             before = len(self.net_.history)
             self.net_.partial_fit(data.inputs, data.y, epochs=epochs)
             self.loss_curve_stages_ += [stage] * (len(self.net_.history) - before)
+            if self._progress_ is not None:
+                self._progress_.epochs(list(self.net_.history)[before:])
 
     def _finalize(self):
         """Stage 3: check the final network and record its sparsity."""
@@ -414,7 +459,7 @@ class _BasePrunedMLP(BaseEstimator):
         self.layer_sparsity_ = dict(layer_sparsity(module))
         if self.granularity == "neuron" and self.prune_ratio > 0:
             self._compact_network()
-        self.hidden_layer_sizes_ = hidden_widths(self.net_.module_)
+        self.hidden_layer_sizes_ = hidden_layer_sizes_of(self.net_.module_)
         self._record_curves()
 
     def _quantize(self, data):
@@ -453,14 +498,15 @@ class _BasePrunedMLP(BaseEstimator):
         epochs = [*self.history_dense_, *self.history_finetune_]
         self.loss_curve_ = [float(epoch["train_loss"]) for epoch in epochs]
         self.n_iter_ = len(self.loss_curve_)
-        self.loss_ = self.loss_curve_[-1]
+        # no epoch at all (max_epochs=0, finetune_epochs=0): the pruned network's loss
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else self.loss_after_pruning_
         self.out_activation_ = self._out_activation
         if self.early_stopping:
             self.best_loss_ = None
             self.validation_scores_ = [float(epoch["valid_score"]) for epoch in epochs]
             self.best_validation_score_ = _best(self.validation_scores_, higher=True)
         else:
-            self.best_loss_ = _best(self.loss_curve_, higher=False)
+            self.best_loss_ = _best(self.loss_curve_ or [self.loss_], higher=False)
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
@@ -504,7 +550,10 @@ class _BasePrunedMLP(BaseEstimator):
         keeps them.
         """
         net = self.net_
-        net.module_.layers = compact(net.module_)
+        if self.module is None:  # the package's MLP keeps its class
+            net.module_.layers = compact(net.module_)
+        else:
+            net.module = net.module_ = compact(net.module_)
         net.initialize_optimizer()
         masks = {name: mask.cpu() for name, mask in kept_masks(net.module_).items()}
         dict(net.callbacks_)["hold_removed_weights"].hold(masks)
@@ -531,7 +580,15 @@ class _BasePrunedMLP(BaseEstimator):
             In evaluation mode, float32, on the CPU.
         """
         check_is_fitted(self)
-        module = compact(self.net_.module_).cpu().float().eval()
+        try:
+            module = compact(self.net_.module_)
+        except ValueError as exc:
+            raise ValueError(
+                f"to_torch() (and the ONNX export) rebuild the network as a plain chain of "
+                f"layers, and module={type(self.net_.module_).__name__} is not one: {exc} The "
+                "fitted module itself, with its removed weights at zero, is net_.module_."
+            ) from None
+        module = module.cpu().float().eval()
         return to_sparse(module) if sparse else module
 
     # -------------------------------------------------------------------- helpers
@@ -585,7 +642,7 @@ class _BasePrunedMLP(BaseEstimator):
                 f"; train loss {self.loss_before_pruning_:.4f} -> "
                 f"{self.loss_after_pruning_:.4f}"
             )
-        print(line, flush=True)
+        self._progress_.note(line)
 
     # ------------------------------------------------------------------- predict
     def _forward(self, X):

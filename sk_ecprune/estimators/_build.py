@@ -14,13 +14,16 @@ import torch
 from skorch.dataset import ValidSplit
 
 from ..engine import MLP
-from ._callbacks import RaiseOnDivergence, StopEarly, ValidationScore, print_line
+from ._callbacks import RaiseOnDivergence, StopEarly, ValidationScore
 from ._data import TensorBatchIterator, TensorDataset
 from ._net import net_class
+from ._network import build_module, nested_params, user_callbacks
 from ._params import OPTIMIZERS
+from ._progress import discard, echo, progress_callbacks
 
 __all__ = [
     "EVAL_BATCH_SIZE",
+    "stage_callbacks",
     "build_net",
     "early_stopping_callbacks",
     "has_fused_kernels",
@@ -45,13 +48,14 @@ def build_net(estimator, hidden_layer_sizes, device, seed):
     """
     init_seed, shuffle_seed = np.random.SeedSequence(seed).generate_state(2)
     divergence = RaiseOnDivergence("the dense training", estimator._divergence_advice())
+    n_features, n_outputs = estimator.n_features_in_, estimator._n_net_outputs
+    module = build_module(
+        estimator, n_features, n_outputs, init_seed,
+        default=lambda: MLP(n_features, n_outputs, hidden_layer_sizes, estimator.activation,
+                            random_state=int(init_seed)),
+    )
     return net_class(estimator._is_classifier_net)(
-        module=MLP,
-        module__n_features=estimator.n_features_in_,
-        module__n_outputs=estimator._n_net_outputs,
-        module__hidden_layer_sizes=hidden_layer_sizes,
-        module__activation=estimator.activation,
-        module__random_state=int(init_seed),
+        module=module,  # an instance: skorch uses it as it is
         criterion=estimator._criterion,
         lr=estimator.lr,
         max_epochs=estimator.max_epochs,
@@ -63,20 +67,35 @@ def build_net(estimator, hidden_layer_sizes, device, seed):
         # prediction): from a generator of its own, not torch's global one
         iterator_valid__generator=torch.Generator().manual_seed(0),
         train_split=_train_split(estimator, seed),
-        callbacks=[("raise_on_divergence", divergence), *early_stopping_callbacks(estimator)],
+        callbacks=stage_callbacks(
+            estimator, [("raise_on_divergence", divergence)], "dense training",
+            estimator.max_epochs,
+        ),
+        # skorch's PrintLog captured builtins.print at import: never used, verbose or not
+        callbacks__print_log=None,
+        verbose=0,  # skorch's own messages ("Re-initializing optimizer") are not shown
         device=str(device),
-        verbose=estimator.verbose,
-        **_print_log_options(estimator),
+        **nested_params(estimator, "callbacks__"),
         **_data_path_options(),
         **_optimizer_options(estimator, device),
     )
 
 
-def _print_log_options(estimator):
-    """Silent nets carry no printing callback; others print through :func:`print_line`."""
-    if not estimator.verbose:
-        return {"callbacks__print_log": None}
-    return {"callbacks__print_log__sink": print_line}
+def stage_callbacks(estimator, own, stage, epochs, last=()):
+    """The callbacks of one training stage, in the order they run.
+
+    The package's own (``own``, then early stopping's), the user's ``callbacks`` (fresh
+    copies), the progress output of ``verbose``, then ``last``: the callback that holds
+    removed weights at zero goes there, so that it acts after every other callback at the
+    end of each batch.
+    """
+    return [
+        *own,
+        *early_stopping_callbacks(estimator),  # fresh ones: each stage stops on its own
+        *user_callbacks(estimator),
+        *progress_callbacks(estimator.verbose, stage, epochs),
+        *last,
+    ]
 
 
 def _data_path_options():
@@ -117,7 +136,8 @@ def early_stopping_callbacks(estimator):
         threshold_mode="abs",
         lower_is_better=True,
         load_best=True,
-        sink=print_line,
+        # its message ("Stopping since valid_loss has not improved ...") only with verbose
+        sink=echo if estimator.verbose else discard,
     )
     return [("valid_score", ValidationScore(estimator._validation_score)),
             ("early_stopping", stop)]
@@ -131,7 +151,8 @@ def _train_split(estimator, seed):
 
 
 def _optimizer_options(estimator, device):
-    """``optimizer`` and its ``optimizer__*`` options."""
+    """``optimizer`` and its ``optimizer__*`` options (the estimator's ``optimizer__*``
+    parameters override the ones derived from ``weight_decay``)."""
     optimizer = estimator.optimizer
     options = {}
     if isinstance(optimizer, str):
@@ -145,6 +166,7 @@ def _optimizer_options(estimator, device):
     elif estimator.weight_decay:
         options["optimizer__weight_decay"] = estimator.weight_decay
     options["optimizer"] = optimizer
+    options.update(nested_params(estimator, "optimizer__"))  # the user's word is the last
     return options
 
 

@@ -17,7 +17,9 @@ after training in the same process. Uncached fits are unchanged by this module.
 
 What is in the key (:func:`dense_spec`): the estimator class, every constructor parameter
 except the ones that act only after the dense training (:data:`PRUNING_STAGE_PARAMETERS`),
-the seed derived from ``random_state``, the fitted attributes the network is built from
+the nested parameters (``optimizer__*``, ``module__*``, ``callbacks__*``), the source of
+the classes of ``module`` and of the ``callbacks`` (where ``inspect`` finds it; joblib hashes a
+class by name), the seed derived from ``random_state``, the fitted attributes the network is built from
 (``n_features_in_``, ``classes_`` / ``n_outputs_``), the versions of Python, torch, skorch,
 scikit-learn and numpy, a fingerprint of the installed ``sk_ecprune`` source, and the data
 (joblib hashes ``X``, ``y`` and the sample weights by content). A parameter added to the estimators later is part
@@ -117,7 +119,7 @@ def _class_fingerprint(cls):
     A subclass defined outside ``sk_ecprune`` can change how the network is built or
     trained; its source (where ``inspect`` can find it) is part of the key.
     """
-    own = ("sk_ecprune.", "sklearn.", "skorch.", "builtins")
+    own = ("sk_ecprune.", "sklearn.", "skorch.", "torch.", "builtins")
     sources = []
     for klass in cls.__mro__:
         if klass.__module__.startswith(own) or klass.__module__ == "sk_ecprune":
@@ -141,6 +143,24 @@ def _environment():
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "sk_ecprune_source": _package_fingerprint(),
+    }
+
+
+def _network_code(estimator):
+    """Fingerprints of the user's module and callback classes (their source, where
+    ``inspect`` finds it): joblib hashes a class by its name alone, so editing the class of
+    ``module=`` or of a callback must change the key through its source."""
+
+    def code(value):
+        if value is None:
+            return None
+        return _class_fingerprint(value if isinstance(value, type) else type(value))
+
+    callbacks = getattr(estimator, "callbacks", None) or []
+    return {
+        "module": code(getattr(estimator, "module", None)),
+        "callbacks": [code(item[1] if isinstance(item, (tuple, list)) else item)
+                      for item in callbacks],
     }
 
 
@@ -187,6 +207,7 @@ def dense_spec(estimator, seed):
         "format": ENTRY_FORMAT,
         "estimator": _class_fingerprint(type(estimator)),
         "params": params,
+        "code": _network_code(estimator),
         "fit_attributes": fit_attributes,
         "seed": int(seed),
         "environment": _environment(),

@@ -74,8 +74,10 @@ class RaiseOnDivergence(Callback):
 class HoldRemovedWeights(Callback):
     """Keep removed weights at exactly zero while a pruned network trains.
 
-    After every optimizer step (skorch's ``on_batch_end`` of a training batch) the weights
-    of each masked layer are multiplied by their mask. With an optimizer whose update is
+    After every optimizer step (skorch's ``on_batch_end`` of a training batch) and at the
+    end of training the weights of each masked layer are multiplied by their mask. The
+    estimators put it after every other callback, the user's included, so that it acts
+    last. With an optimizer whose update is
     element-wise (Adam, AdamW, SGD), training plain weights this way gives the kept weights
     exactly the updates of training through ``torch.nn.utils.prune``'s reparametrisation
     (the forward pass sees the same zeros, so the gradients of the kept weights and their
@@ -111,6 +113,12 @@ class HoldRemovedWeights(Callback):
         if training:
             if self._targets is None:  # hold() during training
                 self._targets = self._weights_and_masks(net.module_)
+            self._apply()
+
+    def on_train_end(self, net, **kwargs):
+        # after the callbacks before it (it runs last): one that loads weights at the end
+        # of training (a checkpoint, a best epoch) cannot bring removed weights back
+        if self._targets:
             self._apply()
 
     def _weights_and_masks(self, module):

@@ -5,12 +5,12 @@ _PARAMS_DOC = """
     ----------
     hidden_layer_sizes : int or array-like of int, default=(64, 64)
         Width of each hidden layer (at least 1); an int means one hidden layer and an
-        empty tuple a linear model.
+        empty tuple a linear model. Ignored when ``module`` is given.
 
     activation : {"prelu", "relu", "tanh", "logistic", "gelu", "silu", "identity"}, \
 default="prelu"
         Activation after each hidden layer. ``"prelu"`` learns one negative slope per
-        layer. The output layer has none.
+        layer. The output layer has none. Ignored when ``module`` is given.
 
     prune_ratio : float in [0, 1), default=0.5
         Fraction of the weights (biases excluded) removed after the dense training.
@@ -73,8 +73,9 @@ default="prelu"
         (the change of the predicted distribution) and, for the squared-error regressor,
         the Euclidean metric itself. ``"auto"`` is ``"fisher"``.
 
-    max_epochs : int >= 1, default=15
-        Epochs of training of the dense network.
+    max_epochs : int >= 0, default=15
+        Epochs of training of the dense network. 0 prunes the network as it is built:
+        with a trained ``module`` instance, a network trained elsewhere.
 
     finetune_epochs : int >= 0, default=15
         Epochs of fine-tuning after pruning, with a fresh optimizer and the removed
@@ -120,7 +121,9 @@ default="prelu"
         and loss evaluation use batches of ``max(batch_size, 1024)``.
 
     optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
-        Optimizer of both phases, created afresh for fine-tuning.
+        Optimizer of both phases, created afresh for fine-tuning. Its other arguments
+        are nested parameters, as in skorch: ``optimizer="sgd", optimizer__momentum=0.9``
+        (they override ``lr`` and ``weight_decay`` where they name them).
 
     weight_decay : float >= 0, default=0.0
         L2 penalty passed to the optimizer (decoupled for ``"adamw"``).
@@ -169,8 +172,15 @@ default="prelu"
         global random states are neither read nor changed.
 
     verbose : int, default=0
-        0 is silent; 1 prints skorch's epoch table for both phases and one line for
-        the pruning step.
+        0 is silent (the net carries no printing callback). 1 prints a line as each stage
+        starts (the dense training, each pruning call, each fine-tuning segment), with
+        the time spent and an estimate of the time to the end of the fit, a line per
+        epoch (numbered within its stage and labelled with it, every number the epoch
+        recorded, the losses and the scores of callbacks such as ``EpochScoring``), the
+        result of each pruning call, and a last line with the total time. Plain text,
+        through the ``print`` in effect when each line is printed (Ray's and Jupyter's
+        capture work). 2 also shows a tqdm progress bar over the batches of each epoch
+        (skorch's ``ProgressBar``) on standard error.
 
     memory : str, joblib.Memory or None, default=None
         Cache of the trained dense network, as ``Pipeline(memory=...)``: a directory or
@@ -191,7 +201,44 @@ default="prelu"
         trained again with a warning, and a directory that cannot be written costs a
         warning and a fit without the cache. Entries are not removed automatically (clear
         them with ``joblib.Memory(path).clear()``); on a filesystem shared by all
-        workers, the cache serves a distributed search.
+        workers, the cache serves a distributed search. ``module``, ``callbacks`` and
+        the nested parameters are part of the key (with the source of the module's and
+        the callbacks' classes, and a module instance's weights).
+
+    module : None, torch.nn.Module class or instance, default=None
+        The network, with skorch's meaning. None is the package's MLP of
+        ``hidden_layer_sizes`` and ``activation``. A class is built with the
+        ``module__*`` parameters (``module__width=32`` passes ``width=32``), plus
+        ``n_features`` (``n_features_in_``) and ``n_outputs`` (the targets, or one logit
+        per class) when its constructor takes arguments of those names and they are not
+        given; its initial weights are drawn from torch's generator seeded from
+        ``random_state`` (its state is restored afterwards). An instance is used as it
+        is (a copy: the parameter is never changed, and ``clone`` deep-copies it); with
+        ``max_epochs=0`` a trained one is pruned and fine-tuned without dense training.
+        The module maps a float32 batch ``(n, n_features_in_)`` to ``(n, n_outputs)``
+        (checked before training). Every ``nn.Linear`` applied once per sample can be
+        pruned (``granularity="weight"``); ``granularity="neuron"``, ``to_torch()`` and
+        the ONNX export need a plain chain: an ``nn.Sequential`` of ``nn.Linear`` layers
+        and elementwise modules (activations, ``nn.Dropout``), or a module whose
+        ``sequential_chain()`` returns one (``sk_ecprune.compact``), and refuse
+        other modules with an error that says so.
+
+    callbacks : list of skorch callbacks or (name, callback) pairs, default=None
+        Added to every training stage (the dense training and each fine-tuning
+        segment), as skorch's ``callbacks``: ``LRScheduler``, ``EpochScoring``,
+        ``GradientNormClipping``, ``Checkpoint``, ... Each stage gets fresh copies (the
+        parameter is never changed); their records are in ``history_dense_`` and
+        ``history_finetune_``. They run after the package's own callbacks and before the
+        one that holds removed weights at zero, which acts last after every optimizer
+        step. Their parameters are nested parameters: ``callbacks__<name>__<param>``
+        (an unnamed callback is named by its class). skorch's ``EarlyStopping`` is
+        refused: use ``early_stopping=True``.
+
+    **kwargs : nested parameters
+        ``module__*``, ``optimizer__*`` and ``callbacks__<name>__*``, as in skorch:
+        stored by the constructor, listed by ``get_params``, set by ``set_params``, so
+        that ``clone`` and the searches vary them (``{"optimizer__momentum": [0, 0.9]}``).
+        Other names are refused by ``fit``.
 """
 
 _ATTRIBUTES_DOC = """
@@ -206,7 +253,9 @@ _ATTRIBUTES_DOC = """
 
     hidden_layer_sizes_ : tuple of int
         Widths of the hidden layers of the fitted ``net_.module_``: the constructor's for
-        ``granularity="weight"``, the compacted ones for ``"neuron"``.
+        ``granularity="weight"``, the compacted ones for ``"neuron"``. For a ``module``
+        that is not a plain chain, the ``out_features`` of its ``nn.Linear`` layers but
+        the last, in module order.
 
     layer_sparsity_ : dict of str to float
         Fraction of zero weights of each linear layer, by module name.

@@ -52,6 +52,10 @@ class TrainingStopped(KeyboardInterrupt):
     """Raised by a callback to end training on purpose (early stopping), not an interrupt."""
 
 
+#: Stands for ``module_`` in the pickled state of a net whose ``module`` is ``module_``.
+_SAME_AS_MODULE_ = "<the trained module: module_>"
+
+
 class PrunedNetMixin:
     """skorch net mixin: interrupts reach the caller, a checked optimizer, a plain step."""
 
@@ -165,7 +169,20 @@ class PrunedNetMixin:
         state = super().__getstate__()
         state.pop("_interrupt", None)
         state.pop("_row_criterion", None)
+        if isinstance(state.get("module"), torch.nn.Module) and state["module"] is getattr(
+            self, "module_", None
+        ):
+            # The estimators give skorch the module as an instance, which skorch then
+            # trains as module_: the same object. skorch pickles module_ so that it can
+            # be loaded onto the CPU (map_location); ``module`` would be pickled plainly
+            # and fail to load a CUDA-fitted net on a machine without GPU.
+            state["module"] = _SAME_AS_MODULE_
         return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if isinstance(self.__dict__.get("module"), str) and self.module == _SAME_AS_MODULE_:
+            self.module = self.module_
 
 
 class PrunedNetRegressor(PrunedNetMixin, NeuralNetRegressor):

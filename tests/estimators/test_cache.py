@@ -227,6 +227,8 @@ def test_every_parameter_is_classified():
         "weight_decay", "validation_fraction", "device", "random_state",
         # early stopping acts in the dense training too
         "early_stopping", "n_iter_no_change", "tol",
+        # the network and the callbacks of every training stage
+        "module", "callbacks",
     }
     for Est in ESTIMATORS:
         params = set(Est().get_params())
@@ -358,3 +360,46 @@ def test_cache_on_cuda(clf_data, tmp_path):
     assert next(hit.net_.module_.parameters()).is_cuda
     # training on the GPU is deterministic for these kernels, up to cuBLAS' choices
     np.testing.assert_allclose(plain.predict_proba(X), hit.predict_proba(X), rtol=1e-5)
+
+
+# -------------------------------------------------- module=, callbacks=, nested parameters
+class _Chain(torch.nn.Sequential):
+    def __init__(self, n_features, n_outputs, width=6):
+        super().__init__(torch.nn.Linear(n_features, width), torch.nn.Tanh(),
+                         torch.nn.Linear(width, n_outputs))
+
+
+def test_network_and_nested_parameters_are_in_the_key(reg_data, tmp_path, capsys):
+    from skorch.callbacks import LRScheduler
+
+    X, y = reg_data
+    base = PrunedMLPRegressor(
+        **FAST, memory=str(tmp_path), optimizer="sgd", optimizer__momentum=0.9,
+        callbacks=[("lr", LRScheduler(policy="StepLR", step_size=1))],
+    ).fit(X, y)
+    for pruning_only in (dict(prune_ratio=0.8), dict(finetune_epochs=1)):
+        clone(base).set_params(**pruning_only).fit(X, y)
+    assert len(_entries(tmp_path)) == 1
+    changes = [
+        dict(optimizer__momentum=0.5),  # the optimizer of the dense training
+        dict(callbacks__lr__step_size=2),  # a callback's parameter
+        dict(callbacks=None),
+        dict(module=_Chain),
+        dict(module=_Chain, module__width=4),
+    ]
+    for n, change in enumerate(changes, 2):
+        changed = clone(base).set_params(**change).fit(X, y)
+        assert len(_entries(tmp_path)) == n, change
+    hit = clone(changed).fit(X, y)
+    assert len(_entries(tmp_path)) == len(changes) + 1
+    _assert_same_fit(changed, hit, X)
+    plain = clone(changed).set_params(memory=None).fit(X, y)
+    _assert_equivalent_fit(plain, changed, X)
+
+
+def test_module_instances_are_keyed_by_their_weights(reg_data, tmp_path):
+    X, y = reg_data
+    first, second = _Chain(5, 1), _Chain(5, 1)
+    for module in (first, second, first):
+        PrunedMLPRegressor(**FAST, module=module, memory=str(tmp_path)).fit(X, y)
+    assert len(_entries(tmp_path)) == 2
