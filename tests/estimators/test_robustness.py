@@ -113,7 +113,8 @@ def test_onnx_of_an_unfitted_estimator_raises_not_fitted():
             skl2onnx.to_onnx(cls(), X)
 
 
-@pytest.mark.slow  # Ray's start-up alone takes 10-40 s; the print fix has a fast test above
+# Ray's start-up takes about 10-20 s of the suite; .ci/run installs the ray extra so that this
+# runs there (skipped where ray is missing; the print fix also has a fast test above).
 def test_two_searches_under_ray_then_pickle(reg_data):
     """README's Ray recipe, twice in a row, then the best estimator pickles."""
     ray = pytest.importorskip("ray")
