@@ -140,6 +140,16 @@ def test_an_interrupt_with_early_stopping_on_reaches_the_caller(
 
 
 def test_a_real_sigint_is_not_swallowed(failing_adam, reg_data):
+    # Python's own Ctrl-C handler, as in a user's process: a library imported by an earlier
+    # test of the session (a cluster, a worker pool) may have left another one installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _fit_interrupted_by_sigint(failing_adam, reg_data)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _fit_interrupted_by_sigint(failing_adam, reg_data):
     failing_adam.fail_at, failing_adam.failure = DENSE_STEPS + 1, "sigint"
     est = PrunedMLPRegressor(**FAST, optimizer=failing_adam, random_state=0)
     with pytest.raises(KeyboardInterrupt):
