@@ -9,7 +9,8 @@ split, evaluation mode), the test loss and the norms of the weights of each laye
 - selection against compensation: ``ecobs`` (EC-OBS's choice and update), ``magnitude``
   (neither), ``ecobs_sel_nocomp`` (EC-OBS's choice, kept weights and biases left as they
   were), ``mag_sel_ecobs_comp`` (magnitude's choice, EC-OBS's joint update of the kept
-  weights and biases, layer by layer from the input);
+  weights and biases, layer by layer from the input): these two are methods of the
+  engine's protocol defined here, passed as ``method=`` instances (nothing is registered);
 - the state the compensation leaves: ``ecobs_damp*``, the damping of the joint update
   (multiples of the mean diagonal of the input covariance; the default is 0.01);
 - fine-tuning itself: ``*_lr0.3`` / ``*_lr0.1`` (fine-tuning learning rate a fraction of
@@ -62,7 +63,63 @@ from _common import (
     write_rows,
 )
 
+from sk_ecprune.engine import ECOBS, WeightScorer
+from sk_ecprune.engine.masks import apply_mask, effective_weight, kept_mask, set_parameters
+from sk_ecprune.engine.methods import LayerChange
+from sk_ecprune.engine.scoring.ec_obs.procedure import layer_metrics, write_joint_update
+from sk_ecprune.engine.selection import select
+
 OUT_DIR = RESULTS_DIR / "ablation_finetune"
+
+
+# ------------------------------------------------- the ablation's two methods
+class ECOBSChoiceWithoutUpdate(ECOBS):
+    """EC-OBS's removals; every kept weight and bias back at its value before pruning.
+
+    EC-OBS runs as it does alone (each layer measured on the network as the earlier
+    layers' updates left it, so the masks are EC-OBS's); once the last layer is pruned every
+    layer's kept parameters are put back, so only the choice remains.
+    """
+
+    def plan(self, step):
+        before = [(effective_weight(layer).clone(),
+                   None if layer.bias is None else layer.bias.detach().clone())
+                  for layer in step.layers]
+        return super().plan(step), before
+
+    def change(self, step, plan, index):
+        ec_obs_plan, before = plan
+        super().change(step, ec_obs_plan, index)
+        if index == len(step.layers) - 1:  # after the last layer: the updates undone
+            for layer, (weight, bias) in zip(step.layers, before):
+                set_parameters(layer, weight, bias)  # the masks stay: removed weights zero
+        return LayerChange()
+
+
+class MagnitudeChoiceWithUpdate(WeightScorer):
+    """Magnitude's removals (same scope), then EC-OBS's joint update of the kept weights.
+
+    From the input layer on, every row's kept weights and bias get EC-OBS's joint optimum
+    for magnitude's mask, measured on the network as the earlier layers left it (EC-OBS's
+    default statistics: one Hessian per layer, damping 0.01).
+    """
+
+    def plan(self, step):
+        weights = [effective_weight(layer).double() for layer in step.layers]
+        magnitudes = [W.abs() for W in weights]
+        keep = select(magnitudes, [kept_mask(layer) for layer in step.layers], step.target,
+                      step.scope, step.layer_floor, magnitudes=magnitudes)
+        return weights, keep
+
+    def change(self, step, plan, index):
+        weights, keep = plan
+        layer = step.layers[index]
+        metric = layer_metrics(step.module, step.layers, step.data, step.output_metric,
+                               only=[index])[index]
+        change = write_joint_update(layer, metric, weights[index], ~keep[index])
+        apply_mask(layer, keep[index])
+        return change
+
 
 ONE_SHOT = dict(prune_steps=1, gradual=False)
 GRADUAL = dict(prune_steps=5, gradual=True)
@@ -72,11 +129,11 @@ LONG_ES = dict(max_epochs=200, finetune_epochs=100, early_stopping=True)
 WEIGHT_VARIANTS = {
     "ecobs": ("selection", dict(method="ec_obs", **ONE_SHOT), {}),
     "magnitude": ("selection", dict(method="magnitude", **ONE_SHOT), {}),
-    "ecobs_sel_nocomp": ("selection", dict(method="abl_ecobs_nocomp", **ONE_SHOT), {}),
-    "mag_sel_ecobs_comp": ("selection", dict(method="abl_mag_ecobs_comp", **ONE_SHOT), {}),
-    "ecobs_damp0.001": ("damping", dict(method="abl_ecobs_damp0.001", **ONE_SHOT), {}),
-    "ecobs_damp0.1": ("damping", dict(method="abl_ecobs_damp0.1", **ONE_SHOT), {}),
-    "ecobs_damp1": ("damping", dict(method="abl_ecobs_damp1", **ONE_SHOT), {}),
+    "ecobs_sel_nocomp": ("selection", dict(method=ECOBSChoiceWithoutUpdate(), **ONE_SHOT), {}),
+    "mag_sel_ecobs_comp": ("selection", dict(method=MagnitudeChoiceWithUpdate(), **ONE_SHOT), {}),
+    "ecobs_damp0.001": ("damping", dict(method=ECOBS(damp=0.001), **ONE_SHOT), {}),
+    "ecobs_damp0.1": ("damping", dict(method=ECOBS(damp=0.1), **ONE_SHOT), {}),
+    "ecobs_damp1": ("damping", dict(method=ECOBS(damp=1.0), **ONE_SHOT), {}),
     "ecobs_lr0.3": ("finetune", dict(method="ec_obs", **ONE_SHOT), dict(lr_factor=0.3)),
     "ecobs_lr0.1": ("finetune", dict(method="ec_obs", **ONE_SHOT), dict(lr_factor=0.1)),
     "magnitude_lr0.3": ("finetune", dict(method="magnitude", **ONE_SHOT), dict(lr_factor=0.3)),
@@ -210,56 +267,6 @@ def load_data(task):
             y_tr, y_te)
 
 
-# --------------------------------------------------------------- ablation machinery
-def register_methods():
-    """Register the ablation's engine methods (idempotent: each worker process calls it)."""
-    from sk_ecprune.engine import SCORERS
-    from sk_ecprune.engine.scoring import register_scorer
-    from sk_ecprune.engine.scoring.baselines import magnitude_importance as magnitude
-    from sk_ecprune.engine.scoring.ec_obs import register_ec_obs
-
-    if "abl_ecobs_nocomp" in SCORERS:
-        return
-    for damp in (0.001, 0.1, 1.0):
-        register_ec_obs(f"abl_ecobs_damp{damp:g}", f"EC-OBS, damping {damp:g}", damp=damp)
-    register_scorer("abl_ecobs_nocomp", procedure=_ecobs_choice_without_update)(magnitude)
-    register_scorer("abl_mag_ecobs_comp", procedure=_magnitude_choice_with_update)(magnitude)
-
-
-def _ecobs_choice_without_update(module, layers, data, **options):
-    """EC-OBS's removals; every kept weight and bias back at its value before pruning."""
-    from sk_ecprune.engine.masks import effective_weight, set_parameters
-    from sk_ecprune.engine.scoring import LayerChange
-    from sk_ecprune.engine.scoring.ec_obs.procedure import prune_layers
-
-    before = [(effective_weight(layer).clone(),
-               None if layer.bias is None else layer.bias.detach().clone()) for layer in layers]
-    prune_layers(module, layers, data, **options)
-    for layer, (weight, bias) in zip(layers, before):
-        set_parameters(layer, weight, bias)  # the masks stay: removed weights are zero
-    return [LayerChange() for _ in layers]
-
-
-def _magnitude_choice_with_update(module, layers, data, *, ratio, scope="global",
-                                  layer_floor=0.0, output_metric="euclidean", **_):
-    """Magnitude's removals (same scope); then, from the input layer on, EC-OBS's joint
-    update of every row's kept weights and bias for that mask, measured on the network as
-    the earlier layers left it."""
-    from sk_ecprune.engine.masks import apply_mask, effective_weight, kept_mask
-    from sk_ecprune.engine.scoring.ec_obs.procedure import layer_metrics, write_joint_update
-    from sk_ecprune.engine.selection import select
-
-    weights = [effective_weight(layer).double() for layer in layers]
-    keep = select([W.abs() for W in weights], [kept_mask(layer) for layer in layers], ratio,
-                  scope, layer_floor, magnitudes=[W.abs() for W in weights])
-    changes = []
-    for index, layer in enumerate(layers):
-        metric = layer_metrics(module, layers, data, output_metric, only=[index])[index]
-        changes.append(write_joint_update(layer, metric, weights[index], ~keep[index]))
-        apply_mask(layer, keep[index])
-    return changes
-
-
 class EpochLosses:
     """Measures a net on the training and test splits; keeps one row per measurement."""
 
@@ -345,7 +352,6 @@ def run_job(task, data, job, memory, threads=1):
     from sk_ecprune.engine import neurons
 
     torch.set_num_threads(threads)
-    register_methods()
     name, ratio, seed = job
     group, params, options = variants_for(task)[name]
     classification = task["kind"] == "classification"

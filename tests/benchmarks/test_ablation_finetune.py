@@ -10,30 +10,26 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from sk_ecprune.engine import kept_masks, make_permanent, prune_model  # noqa: E402
+from sk_ecprune.engine import Method, kept_masks, make_permanent, prune_model  # noqa: E402
 
 pd = pytest.importorskip("pandas")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registry_restored():
-    """The ablation registers methods of its own: gone after this module (README's table of
-    methods and the parameter messages list the registry)."""
-    from sk_ecprune.engine import SCORERS
-    from sk_ecprune.engine.scoring import PROCEDURES
-
-    saved = dict(SCORERS), dict(PROCEDURES)
-    yield
-    for registry, before in zip((SCORERS, PROCEDURES), saved):
-        registry.clear()
-        registry.update(before)
-
-
 @pytest.fixture(scope="module")
 def ablation(load_script):
-    module = load_script("ablation_finetune")
-    module.register_methods()
-    return module
+    return load_script("ablation_finetune")
+
+
+def test_the_ablation_registers_no_method(load_script):
+    """Its methods are instances passed as ``method=``: loading the script leaves the
+    registry (README's table of methods, the parameter messages) as it was."""
+    from sk_ecprune.engine import SCORERS
+
+    before = set(SCORERS)
+    ablation = load_script("ablation_finetune")
+    assert set(SCORERS) == before
+    methods = [spec[1]["method"] for spec in ablation.WEIGHT_VARIANTS.values()]
+    assert all(method in SCORERS or isinstance(method, Method) for method in methods)
 
 
 def _pruned(method, module, X, ratio=0.6):
@@ -57,7 +53,7 @@ def test_magnitude_choice_with_update_keeps_magnitude_mask_and_moves_the_rest(
         ablation, network):
     module, X = network
     magnitude = _pruned("magnitude", module, X)
-    updated = _pruned("abl_mag_ecobs_comp", module, X)
+    updated = _pruned(ablation.MagnitudeChoiceWithUpdate(), module, X)
     for a, b in zip(kept_masks(magnitude).values(), kept_masks(updated).values()):
         assert torch.equal(a, b)
     moved = [not torch.allclose(a.weight, b.weight) for a, b in
@@ -72,7 +68,7 @@ def test_magnitude_choice_with_update_keeps_magnitude_mask_and_moves_the_rest(
 def test_ec_obs_choice_without_update_keeps_every_kept_parameter(ablation, network):
     module, X = network
     ec_obs = _pruned("ec_obs", module, X)
-    plain = _pruned("abl_ecobs_nocomp", module, X)
+    plain = _pruned(ablation.ECOBSChoiceWithoutUpdate(), module, X)
     for before, a, b in zip(_linears(module), _linears(ec_obs), _linears(plain)):
         assert torch.equal(a.weight != 0, b.weight != 0)
         keep = b.weight != 0
