@@ -214,7 +214,3 @@ def _positive_rows(sample_weight, n_samples):
             (weights < 0).any()) or not bool((weights > 0).any()):
         return everything
     return torch.nonzero(weights > 0).squeeze(1)
-
-
-_subsample = subsample  # the name the tests know
-

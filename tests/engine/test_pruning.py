@@ -339,11 +339,11 @@ def test_magnitude_budget_takes_layer_counts_from_magnitude_and_choice_from_the_
 
 
 def test_max_samples_scores_a_seeded_subset_of_rows():
-    from sk_ecprune.engine.pruning import _subsample
+    from sk_ecprune.engine.pruning import subsample
     from sk_ecprune.engine import MLP
 
     X = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
-    Xs, _, _ = _subsample(X, None, None, 64, random_state=7)
+    Xs, _, _ = subsample(X, None, None, 64, random_state=7)
     torch.manual_seed(0)
     base = MLP(5, 2, (6,), "tanh")
     modules = [MLP(5, 2, (6,), "tanh") for _ in range(3)]
@@ -359,17 +359,17 @@ def test_max_samples_scores_a_seeded_subset_of_rows():
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(c, d)
     assert len(Xs) == 64 and len(torch.unique(Xs, dim=0)) == 64
-    assert torch.equal(_subsample(X, None, None, 64, random_state=7)[0], Xs)
+    assert torch.equal(subsample(X, None, None, 64, random_state=7)[0], Xs)
     with pytest.raises(ValueError, match="max_samples"):
         prune_model(MLP(5, 2, (6,), "tanh"), X, ratio=0.5, max_samples=0)
 
 
 def test_prune_model_weights_the_scores_and_subsamples_the_weights_with_the_rows():
-    from sk_ecprune.engine.pruning import _subsample
+    from sk_ecprune.engine.pruning import subsample
 
     X = torch.randn(300, 6, generator=torch.Generator().manual_seed(1))
     weights = torch.rand(300, generator=torch.Generator().manual_seed(2))
-    Xs, _, ws = _subsample(X, None, weights, 64, random_state=7)
+    Xs, _, ws = subsample(X, None, weights, 64, random_state=7)
     rows = [int(torch.nonzero((X == row).all(1))) for row in Xs]
     assert torch.equal(ws, weights[rows])  # each kept row keeps its own weight
     modules = {name: _model(seed=3) for name in ("subsampled", "explicit", "unweighted")}
