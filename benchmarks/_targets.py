@@ -1,0 +1,126 @@
+"""Issue #22's target after fine-tuning, point by point: the default against the best baseline.
+
+At each (task, granularity, ratio) the default schedule (EC-OBS, five gradual steps) is
+compared seed by seed with the baseline whose median test loss is the lowest there. The
+point is *met* when the default wins (test loss below the baseline's in at least 4/5 of the
+seeds) or ties (median paired loss ratio at most 1.02); where any method's median test loss
+is more than 10% from the dense network's, only a win counts. Used by
+``bench_structured.py --converged``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from _common import fmt
+
+#: granularity -> (the default configuration, its baselines)
+TARGETS = {
+    "weight": ("weight_ec_obs_gradual5",
+               ("weight_magnitude", "weight_magnitude_gradual5", "narrow_dense")),
+    "unit": ("neuron_ec_obs_gradual5",
+             ("tp_magnitude", "neuron_magnitude", "neuron_magnitude_gradual5", "narrow_dense")),
+}
+TIE, WIN, FAR = 1.02, 0.8, 0.10
+
+
+def target_points(rows):
+    """One dict per (granularity, ratio) of a task's rows (its CSV rows): the default's and
+    the best baseline's medians, the paired comparison and whether the target is met."""
+    fine = rows[rows.stage == "finetuned"]
+    dense = rows[rows.stage == "dense"].loss.median()
+    points = []
+    for granularity, (default, baselines) in TARGETS.items():
+        present = [b for b in baselines if b in set(fine.config)]
+        if default not in set(fine.config) or not present:
+            continue
+        for ratio in sorted(fine[fine.config == default].ratio.unique()):
+            at = fine[fine.ratio == ratio]
+            medians = at.groupby("config").loss.median()
+            best = min(present, key=lambda b: medians.get(b, math.inf))
+            ours = at[at.config == default].set_index("seed")
+            theirs = at[at.config == best].set_index("seed")
+            seeds = [s for s in ours.index if s in theirs.index]
+            ratios = [ours.loss[s] / theirs.loss[s] for s in seeds]
+            wins = sum(q < 1 for q in ratios)
+            far = any(abs(medians[c] / dense - 1) > FAR for c in [default, *present]
+                      if c in medians)
+            win = wins >= WIN * len(seeds)
+            tie = float(np.median(ratios)) <= TIE
+            points.append(dict(
+                granularity=granularity, ratio=ratio, best=best, n=len(seeds), wins=wins,
+                median_ratio=float(np.median(ratios)), far=far,
+                met=win if far else (win or tie),
+                ours=(ours.loss.median(), ours.train_loss.median()),
+                theirs=(theirs.loss.median(), theirs.train_loss.median())))
+    return points
+
+
+def target_tables(frame):
+    """Markdown per task: every point of the target with training loss next to test loss,
+    then the medians of every configuration."""
+    out = []
+    for task_name, rows in frame.groupby("task", sort=False):
+        dense = rows[rows.stage == "dense"]
+        out += [f"### {task_name} ({rows.architecture.iloc[0]}, {rows.seed.nunique()} seeds)\n",
+                f"Dense network: median test loss {fmt(dense.loss.median())}, training loss "
+                f"{fmt(dense.train_loss.median())}.\n",
+                "| granularity | r | default: test / train | best baseline: test / train | "
+                "default below it / seeds (median ratio) | a method > 10% from dense | met |",
+                "|---|---|---|---|---|---|---|"]
+        for p in target_points(rows):
+            out.append(
+                f"| {p['granularity']} | {p['ratio']:g} | {fmt(p['ours'][0])} / "
+                f"{fmt(p['ours'][1])} | {p['best']}: {fmt(p['theirs'][0])} / "
+                f"{fmt(p['theirs'][1])} | {p['wins']}/{p['n']} ({p['median_ratio']:.2f}) | "
+                f"{'yes' if p['far'] else 'no'} | {'**met**' if p['met'] else 'missed'} |")
+        fine = rows[rows.stage == "finetuned"]
+        ratios = sorted(fine.ratio.unique())
+        out += ["", "Median test loss / training loss after fine-tuning, every configuration:\n",
+                "| config | " + " | ".join(f"{r:g}" for r in ratios) + " |",
+                "|---|" + "---|" * len(ratios)]
+        for name, sub in fine.groupby("config", sort=False):
+            cells = [sub[sub.ratio == r] for r in ratios]
+            out.append(f"| {name} | " + " | ".join(
+                f"{fmt(c.loss.median())} / {fmt(c.train_loss.median())}" if len(c) else "–"
+                for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot_targets(frame, task_name, path):
+    """Test (top) and training loss (bottom) after fine-tuning against the ratio, weight
+    (left) and unit granularity (right): median and min-max over seeds, dense as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = frame[frame.task == task_name]
+    fine, dense = rows[rows.stage == "finetuned"], rows[rows.stage == "dense"]
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    for column, (granularity, (default, baselines)) in enumerate(TARGETS.items()):
+        for name in (default, *baselines):
+            sub = fine[fine.config == name]
+            if not len(sub):
+                continue
+            for row, loss in enumerate(("loss", "train_loss")):
+                stats = sub.groupby("ratio")[loss].agg(["median", "min", "max"])
+                ax = axes[row, column]
+                line, = ax.plot(stats.index, stats["median"], "-" if name == default else "--",
+                                marker="o", lw=2.5 if name == default else 1.2, label=name)
+                ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.15,
+                                color=line.get_color())
+        for row, loss in enumerate(("loss", "train_loss")):
+            ax = axes[row, column]
+            ax.axhline(dense[loss].median(), color="k", lw=0.8, ls=":", label="dense")
+            ax.set(yscale="log", title=f"{granularity}: {'test' if row == 0 else 'training'} "
+                   "loss after fine-tuning", xlabel="pruning ratio" if row else None)
+        axes[0, column].legend(fontsize=7)
+    figure.suptitle(f"{task_name} ({rows.architecture.iloc[0]}): default (EC-OBS, gradual 5) "
+                    f"against the baselines, median and min-max over {rows.seed.nunique()} "
+                    "seeds", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=72)
+    plt.close(figure)
