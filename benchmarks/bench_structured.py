@@ -91,22 +91,39 @@ CONVERGED_CONFIGS = ("weight_ec_obs_gradual5", "weight_magnitude", "weight_magni
                      "tp_magnitude", "narrow_dense")
 
 
-def converged_tasks(seeds):
+def converged_tasks(seeds, variants=False):
     """The tasks of ``--converged``: 100 dense epochs (the training loss has flattened on the
     digits and PDE networks), then the default 15 epochs; breast cancer ((32, 32), batch 16)
     also with the dense network regularised: ``_wd`` (``weight_decay=0.01``), ``_es``
-    (``early_stopping=True``, both stages, at most 200 dense epochs)."""
+    (``early_stopping=True``, both stages, at most 200 dense epochs).
+
+    With ``variants``, also the protocols only run when named (``--tasks``): ``_wd`` weight
+    decay in both stages (``1e-3`` on the digits), ``_ft50`` 50 epochs of fine-tuning (the
+    narrow network 100 + 50), ``_ftlr`` ``finetune_lr=3e-4``.
+    """
     kw = dict(seeds=seeds, ratios=CONVERGED_RATIOS)
     converged = dict(dense_epochs=100)
     cancer = classification_task("breast_cancer", "breast_cancer", batch_size=16, **kw)
-    return [dict(classification_task("digits", "digits", **kw), **converged),
-            dict(pde_task(PDE_SMALL, 0.0, n_simulations=40, **kw), **converged),
-            dict(cancer, **converged),
-            dict(cancer, name="breast_cancer_wd", params=dict(weight_decay=0.01), **converged),
-            dict(cancer, name="breast_cancer_es", params=dict(early_stopping=True),
-                 dense_epochs=200),
-            dict(classification_task("digits28", "digits28", **kw), **converged),
-            dict(pde_task(PDE_WIDE, 0.0, n_simulations=40, **kw), **converged)]
+    digits = dict(classification_task("digits", "digits", **kw), **converged)
+    digits28 = dict(classification_task("digits28", "digits28", **kw), **converged)
+    pde = dict(pde_task(PDE_SMALL, 0.0, n_simulations=40, **kw), **converged)
+    tasks = [digits, pde, dict(cancer, **converged),
+             dict(cancer, name="breast_cancer_wd", params=dict(weight_decay=0.01), **converged),
+             dict(cancer, name="breast_cancer_es", params=dict(early_stopping=True),
+                  dense_epochs=200),
+             digits28, dict(pde_task(PDE_WIDE, 0.0, n_simulations=40, **kw), **converged)]
+    if not variants:
+        return tasks
+    decay = dict(params=dict(weight_decay=1e-3))
+    return tasks + [
+        dict(digits, name="digits_wd", **decay),
+        dict(digits, name="digits_wd_ft50", epochs=50, **decay),
+        dict(digits28, name="digits28_wd", **decay),
+        dict(pde, name=pde["name"] + "_ft50", epochs=50),
+        dict(cancer, name="breast_cancer_ftlr", params=dict(finetune_lr=3e-4), **converged),
+        dict(cancer, name="breast_cancer_wd_ftlr",
+             params=dict(weight_decay=0.01, finetune_lr=3e-4), **converged),
+    ]
 
 
 def configuration(mode):
@@ -289,7 +306,9 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     log = Log()
     if not args.plot_only:
-        tasks = select_tasks(configuration(args.mode), args.tasks, cli)
+        known = converged_tasks(range(5), variants=True) if converged and args.tasks else \
+            configuration(args.mode)
+        tasks = select_tasks(known, args.tasks, cli)
         if args.seeds:
             tasks = [dict(t, seeds=t["seeds"][: args.seeds]) for t in tasks]
         names = args.configs or list(CONVERGED_CONFIGS if converged else CONFIGS)
