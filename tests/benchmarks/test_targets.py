@@ -41,8 +41,9 @@ def test_a_tie_counts_near_the_dense_loss_and_only_a_win_far_from_it(targets):
               if p["granularity"] == "weight"}
     assert [points[r]["best"] for r in (0.5, 0.9, 0.95)] == ["weight_magnitude"] * 3
     assert points[0.5]["median_ratio"] == pytest.approx(1.06 / 1.05)
-    assert (points[0.5]["wins"], points[0.5]["far"], points[0.5]["met"]) == (0, False, True)
-    assert (points[0.9]["far"], points[0.9]["met"]) == (True, False)
+    assert (points[0.5]["wins"], points[0.5]["far"], points[0.5]["met"]) == (0, [], True)
+    assert (points[0.9]["far"], points[0.9]["met"]) == (
+        ["weight_ec_obs_gradual5", "weight_magnitude", "narrow_dense"], False)
     assert (points[0.95]["wins"], points[0.95]["met"]) == (4, True)
     assert points[0.95]["ours"] == (1.2, 0.6)  # medians, test and training loss
     # the narrow network is a baseline of both granularities; no unit default: no unit row
