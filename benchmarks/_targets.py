@@ -28,6 +28,7 @@ SHORT = {"weight_ec_obs_gradual5": "default", "neuron_ec_obs_gradual5": "default
          "weight_magnitude": "mag", "weight_magnitude_gradual5": "mag_g5",
          "neuron_magnitude": "mag", "neuron_magnitude_gradual5": "mag_g5",
          "tp_magnitude": "tp", "narrow_dense": "narrow"}
+COLORS = {"default": "C0", "mag": "C1", "mag_g5": "C2", "tp": "C4", "narrow": "C3"}
 
 
 def target_points(rows):
@@ -114,10 +115,11 @@ def plot_targets(frame, task_name, path):
             for row, loss in enumerate(("loss", "train_loss")):
                 stats = sub.groupby("ratio")[loss].agg(["median", "min", "max"])
                 ax = axes[row, column]
-                line, = ax.plot(stats.index, stats["median"], "-" if name == default else "--",
-                                marker="o", lw=2.5 if name == default else 1.2, label=name)
+                color = COLORS[SHORT[name]]
+                ax.plot(stats.index, stats["median"], "-" if name == default else "--",
+                        marker="o", lw=2.5 if name == default else 1.2, label=name, color=color)
                 ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.15,
-                                color=line.get_color())
+                                color=color)
         for row, loss in enumerate(("loss", "train_loss")):
             ax = axes[row, column]
             ax.axhline(dense[loss].median(), color="k", lw=0.8, ls=":", label="dense")
