@@ -63,10 +63,29 @@ def target_points(rows):
     return points
 
 
+def target_overview(frame):
+    """Markdown: one row per task and granularity, one cell per ratio: met or missed, the
+    default's wins over the best baseline and the median paired loss ratio."""
+    points = {task: target_points(rows) for task, rows in frame.groupby("task", sort=False)}
+    ratios = sorted({p["ratio"] for task in points.values() for p in task})
+    out = ["| task | granularity | " + " | ".join(f"{r:g}" for r in ratios) + " |",
+           "|---|---|" + "---|" * len(ratios)]
+    for task, task_points in points.items():
+        for granularity in TARGETS:
+            cells = {p["ratio"]: p for p in task_points if p["granularity"] == granularity}
+            if cells:
+                out.append(f"| {task} | {granularity} | " + " | ".join(
+                    (f"{'**met**' if cells[r]['met'] else 'missed'} {cells[r]['wins']}/"
+                     f"{cells[r]['n']} ({cells[r]['median_ratio']:.2f})") if r in cells
+                    else "–" for r in ratios) + " |")
+    return "\n".join(out) + "\n"
+
+
 def target_tables(frame):
-    """Markdown per task: every point of the target with training loss next to test loss,
-    then the medians of every configuration."""
-    out = []
+    """Markdown: the overview (:func:`target_overview`), then per task every point of the
+    target with training loss next to test loss, and the medians of every configuration."""
+    out = ["Every point: met or missed, seeds where the default's test loss is below the best "
+           "baseline's / seeds (median paired loss ratio).\n", target_overview(frame)]
     for task_name, rows in frame.groupby("task", sort=False):
         dense = rows[rows.stage == "dense"]
         out += [f"### {task_name} ({rows.architecture.iloc[0]}, {rows.seed.nunique()} seeds)\n",

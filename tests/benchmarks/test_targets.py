@@ -59,6 +59,7 @@ def test_the_best_baseline_is_the_lowest_median_at_each_ratio(targets):
     assert point["median_ratio"] == pytest.approx(1.0 / 0.9) and not point["met"]
     table = targets.target_tables(frame)
     assert "| unit | 0.8 |" in table and "missed" in table and "tp_magnitude: 0.9" in table
+    assert "| t | unit | missed 2/5 (1.11) |" in targets.target_overview(frame)
 
 
 def test_the_converged_protocol_reaches_every_fit(load_script):
