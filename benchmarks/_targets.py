@@ -4,7 +4,8 @@ At each (task, granularity, ratio) the default schedule (EC-OBS, five gradual st
 compared seed by seed with the baseline whose median test loss is the lowest there. The
 point is *met* when the default wins (test loss below the baseline's in at least 4/5 of the
 seeds) or ties (median paired loss ratio at most 1.02); where any method's median test loss
-is more than 10% from the dense network's, only a win counts. Used by
+is more than 10% above the dense network's, only a win counts (pruning and retraining that
+ends *below* the dense loss, as on small data, is not a point where pruning costs accuracy). Used by
 ``bench_structured.py --converged``.
 """
 
@@ -23,7 +24,7 @@ TARGETS = {
              ("tp_magnitude", "neuron_magnitude", "neuron_magnitude_gradual5", "narrow_dense")),
 }
 TIE, WIN, FAR = 1.02, 0.8, 0.10
-#: names in the tables' "> 10% from dense" column
+#: names in the tables' "> 10% above dense" column
 SHORT = {"weight_ec_obs_gradual5": "default", "neuron_ec_obs_gradual5": "default",
          "weight_magnitude": "mag", "weight_magnitude_gradual5": "mag_g5",
          "neuron_magnitude": "mag", "neuron_magnitude_gradual5": "mag_g5",
@@ -51,7 +52,7 @@ def target_points(rows):
             ratios = [ours.loss[s] / theirs.loss[s] for s in seeds]
             wins = sum(q < 1 for q in ratios)
             far = [c for c in [default, *present]
-                   if c in medians and abs(medians[c] / dense - 1) > FAR]
+                   if c in medians and medians[c] > (1 + FAR) * dense]
             win = wins >= WIN * len(seeds)
             tie = float(np.median(ratios)) <= TIE
             points.append(dict(
@@ -85,14 +86,16 @@ def target_tables(frame):
     """Markdown: the overview (:func:`target_overview`), then per task every point of the
     target with training loss next to test loss, and the medians of every configuration."""
     out = ["Every point: met or missed, seeds where the default's test loss is below the best "
-           "baseline's / seeds (median paired loss ratio).\n", target_overview(frame)]
+           "baseline's / seeds (median paired loss ratio).\n", target_overview(frame),
+           "The same against the pruning baselines only (the narrow network left out):\n",
+           target_overview(frame[frame.config != "narrow_dense"])]
     for task_name, rows in frame.groupby("task", sort=False):
         dense = rows[rows.stage == "dense"]
         out += [f"### {task_name} ({rows.architecture.iloc[0]}, {rows.seed.nunique()} seeds)\n",
                 f"Dense network: median test loss {fmt(dense.loss.median())}, training loss "
                 f"{fmt(dense.train_loss.median())}.\n",
                 "| granularity | r | default: test / train | best baseline: test / train | "
-                "default below it / seeds (median ratio) | > 10% from dense | met |",
+                "default below it / seeds (median ratio) | > 10% above dense | met |",
                 "|---|---|---|---|---|---|---|"]
         for p in target_points(rows):
             far = ", ".join(SHORT.get(c, c) for c in p["far"]) or "no"

@@ -46,6 +46,11 @@ def test_a_tie_counts_near_the_dense_loss_and_only_a_win_far_from_it(targets):
         ["weight_ec_obs_gradual5", "weight_magnitude", "narrow_dense"], False)
     assert (points[0.95]["wins"], points[0.95]["met"]) == (4, True)
     assert points[0.95]["ours"] == (1.2, 0.6)  # medians, test and training loss
+    # far *below* the dense loss (retraining regularised) is not far: a tie counts there
+    below = frame_of({"weight_ec_obs_gradual5": {0.5: [0.71] * 5},
+                      "weight_magnitude": {0.5: [0.7] * 5}})
+    (point,) = targets.target_points(below)
+    assert (point["far"], point["met"]) == ([], True)
     # the narrow network is a baseline of both granularities; no unit default: no unit row
     assert {p["granularity"] for p in targets.target_points(frame)} == {"weight"}
 
