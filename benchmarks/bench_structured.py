@@ -99,8 +99,8 @@ def converged_tasks(seeds, variants=False):
 
     With ``variants``, also the protocols only run when named (``--tasks``): ``_wd`` weight
     decay in both stages (``1e-3`` on the digits), ``_ft50`` 50 epochs of fine-tuning (the
-    narrow network 100 + 50), ``_ftlr`` ``finetune_lr=3e-4``, ``digits_es`` as
-    ``breast_cancer_es``.
+    narrow network 100 + 50), ``_ftlr`` ``finetune_lr=3e-4``, ``digits_es`` and
+    ``digits28_es`` as ``breast_cancer_es``.
     """
     kw = dict(seeds=seeds, ratios=CONVERGED_RATIOS)
     converged = dict(dense_epochs=100)
@@ -121,6 +121,7 @@ def converged_tasks(seeds, variants=False):
         dict(digits, name="digits_wd_ft50", epochs=50, **decay),
         dict(digits, name="digits_es", params=dict(early_stopping=True), dense_epochs=200),
         dict(digits28, name="digits28_wd", **decay),
+        dict(digits28, name="digits28_es", params=dict(early_stopping=True), dense_epochs=200),
         dict(pde, name=pde["name"] + "_ft50", epochs=50),
         dict(cancer, name="breast_cancer_ftlr", params=dict(finetune_lr=3e-4), **converged),
         dict(cancer, name="breast_cancer_wd_ftlr",
