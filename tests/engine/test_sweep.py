@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sk_ecprune.engine.scoring.ec_obs.sweep import SweepPlan, sweep, sweep_counts
+from sk_ecprune.engine.scoring.ec_obs.sweep import SweepPlan, sweep, sweep_counts, sweep_margins
 from sk_ecprune.engine.sensitivities import recorded_sensitivities
 
 F64 = torch.float64
@@ -83,6 +83,43 @@ def test_grouped_counts_are_each_groups_own_counts():
         alone = sweep_counts(SweepPlan(U[a:b], fid[a:b] - a, perm[a:b]), x0[a:b], beta[a:b],
                              taus, forced[a:b])
         assert [row[k] for row in together] == alone
+
+
+def test_sweep_margins_bound_the_thresholds_that_decide_alike():
+    """Every row decides the same at any threshold inside its margins (checked at both
+    ends), and differently once the threshold reaches the upper one."""
+    n, d = 7, 40
+    U = _factors(n, d, seed=7)
+    g = torch.Generator().manual_seed(8)
+    x0 = torch.randn(n, d, generator=g, dtype=F64)
+    beta = torch.rand(n, generator=g, dtype=F64) + 0.1
+    forced = torch.rand(n, d, generator=g) < 0.1
+    fid = torch.arange(n)
+    tau = torch.full((n,), 0.05, dtype=F64)
+    removed, below, above = sweep_margins(U, fid, x0, beta, tau, forced, block=16)
+    assert torch.equal(removed, sweep(U, fid, x0, beta, tau, forced, block=16)[0])
+    assert (below <= tau).all() and (above > tau).all() and torch.isfinite(above).all()
+    inside = torch.nextafter(above, torch.full_like(above, -torch.inf))
+    for edge in (below.clamp_min(0.0), inside):
+        assert torch.equal(sweep(U, fid, x0, beta, edge, forced, block=16)[0], removed)
+    reached = sweep(U, fid, x0, beta, above, forced, block=16)[0]
+    assert ((reached != removed).sum(1) > 0).all()
+
+
+def test_spans_of_the_counts_hold_their_counts():
+    n, d = 6, 30
+    U = _factors(1, d, seed=9)
+    g = torch.Generator().manual_seed(10)
+    x0 = torch.randn(n, d, generator=g, dtype=F64)
+    beta = torch.ones(n, dtype=F64)
+    forced = torch.zeros(n, d, dtype=torch.bool)
+    plan = SweepPlan(U, torch.zeros(n, dtype=torch.long), torch.arange(d).expand(n, d))
+    counts, spans = sweep_counts(plan, x0, beta, [0.01, 0.1], forced, spans=True)
+    for tau, count, (low, high) in zip([0.01, 0.1], counts, spans):
+        assert low <= tau < high
+        # within the span (away from its ends: another stacking may round differently)
+        inside = [low + (high - low) * share for share in (0.01, 0.5, 0.99)]
+        assert sweep_counts(plan, x0, beta, inside, forced) == [count] * 3
 
 
 def test_sensitivities_from_the_lowest_layer_equal_the_full_chain():

@@ -97,6 +97,7 @@ class _LayerSelector:
         self.singles = torch.where(forced, -1.0, single_costs(metric, W)[0])
         self.steps = self.priority = self.plan = None
         self.known = {}  # threshold -> count, shared by the planning and the choice
+        self.spans = []  # (low, high, count): the sweep's count for every tau in [low, high)
         if selection == "greedy":
             self.steps, increments = greedy_sequences(metric, W, forced)
             # running maxima: nondecreasing per row, so the lowest of a layer are prefixes
@@ -104,11 +105,30 @@ class _LayerSelector:
         elif selection == "sweep":
             self.plan = sweep_plan(metric, self.singles.clamp_min(0), order)
 
+    def unknown(self, taus):
+        """The thresholds of ``taus`` whose count neither ``known`` nor a span gives (those
+        a span gives are added to ``known``)."""
+        new = []
+        for tau in taus:
+            if tau in self.known:
+                continue
+            count = next((c for low, high, c in self.spans if low <= tau < high), None)
+            if count is None:
+                new.append(tau)
+            else:
+                self.known[tau] = count
+        return new
+
+    def learn(self, taus, counts, spans):
+        self.known.update(zip(taus, counts))
+        self.spans += [(low, high, c) for (low, high), c in zip(spans, counts)]
+
     def counts(self, taus):
-        new = [tau for tau in taus if tau not in self.known]
+        new = self.unknown(taus) if self.selection == "sweep" else [
+            tau for tau in taus if tau not in self.known]
         if self.selection == "sweep" and new:
-            self.known.update(zip(new, sweep_counts(self.plan, self.W, self.metric.beta, new,
-                                                    self.forced)))
+            self.learn(new, *sweep_counts(self.plan, self.W, self.metric.beta, new,
+                                          self.forced, spans=True))
         elif new:
             values = self.singles if self.priority is None else self.priority
             self.known.update((tau, int((values <= tau).sum())) for tau in new)
@@ -170,8 +190,10 @@ def _count_together(selectors, taus):
     counts land in each selector's ``known`` (the layers' own counts are unchanged)."""
     groups = {}
     for s in selectors:
-        new = [tau for tau in taus if tau not in s.known]
-        if s.selection == "sweep" and new and s.plan.U.shape[0] == s.W.shape[0] > 1:
+        if s.selection != "sweep":
+            continue
+        new = s.unknown(taus)
+        if new and s.plan.U.shape[0] == s.W.shape[0] > 1:
             groups.setdefault((s.W.shape[1], s.W.device, tuple(new)), []).append(s)
     for (_, _, new), group in groups.items():
         if len(group) < 2:
@@ -180,12 +202,12 @@ def _count_together(selectors, taus):
         plan = SweepPlan(torch.cat([s.plan.U for s in group]),
                          torch.cat([s.plan.fid + o for s, o in zip(group, offsets.tolist())]),
                          torch.cat([s.plan.perm for s in group]))
-        counts = sweep_counts(plan, torch.cat([s.W for s in group]),
-                              torch.cat([s.metric.beta for s in group]), list(new),
-                              torch.cat([s.forced for s in group]),
-                              sizes=[s.W.shape[0] for s in group])
+        counts, spans = sweep_counts(plan, torch.cat([s.W for s in group]),
+                                     torch.cat([s.metric.beta for s in group]), list(new),
+                                     torch.cat([s.forced for s in group]),
+                                     sizes=[s.W.shape[0] for s in group], spans=True)
         for index, s in enumerate(group):
-            s.known.update((tau, row[index]) for tau, row in zip(new, counts))
+            s.learn(new, [row[index] for row in counts], [row[index] for row in spans])
 
 
 def _lowest(priority, n):

@@ -30,7 +30,8 @@ import torch
 
 from .statistics import RowMetric, robust_cholesky
 
-__all__ = ["ORDERS", "SweepPlan", "search_threshold", "sweep", "sweep_counts", "sweep_plan"]
+__all__ = ["ORDERS", "SweepPlan", "search_threshold", "sweep", "sweep_counts", "sweep_margins",
+           "sweep_plan"]
 
 F64 = torch.float64
 ORDERS = ("auto", "row", "layer")
@@ -99,6 +100,33 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
     later columns (one fused operation per column); the columns after the block receive
     the block's errors at once, as one matrix product.
     """
+    removed, X, _ = _run_sweep(U, fid, x0, beta, tau, forced, cap, block)
+    return removed, X
+
+
+def sweep_margins(U, fid, x0, beta, tau, forced, block=32):
+    """:func:`sweep` (no cap) and, per row, the thresholds between which it decides the
+    same: ``(removed, below, above)``, every row's decisions unchanged for any threshold in
+    ``[below, above)``.
+
+    A sweep's arithmetic depends on the threshold only through its comparisons ``cost <=
+    tau``, and each cost only on the decisions before it; so the row decides alike for
+    every threshold that sits on the same side of each cost it met: ``below`` is the
+    largest cost it removed (by the threshold, forced entries aside), ``above`` the
+    smallest it kept (``-inf`` / ``inf`` when there is none).
+    """
+    removed, _, costs = _run_sweep(U, fid, x0, beta, tau, forced, None, block, margins=True)
+    n = x0.shape[0]
+    if not torch.is_tensor(tau):
+        tau = torch.full((n,), float(tau), dtype=F64, device=x0.device)
+    compared = ~forced.T if bool(forced.any()) else torch.ones_like(costs, dtype=torch.bool)
+    below = torch.where((costs <= tau) & compared, costs, -torch.inf).amax(0)
+    above = torch.where((costs > tau) & compared, costs, torch.inf).amin(0)  # NaN: neither
+    return removed, below, above
+
+
+def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, margins=False):
+    """:func:`sweep`'s work; also the (d, n) costs met when ``margins`` (else None)."""
     n, d = x0.shape
     device = x0.device
     if not torch.is_tensor(tau):
@@ -110,6 +138,7 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
     x = x0.double() if all_live else torch.where(live.unsqueeze(1), x0.double(), 0.0)
     XT = x.T.reshape(shape).clone()  # a dead row's errors are zero: its x is held at 0
     removed_t = torch.zeros(shape, dtype=torch.bool, device=device)
+    costs_t = torch.empty(shape, dtype=F64, device=device) if margins else None
     rows = (beta.double().view(shape[1:]), tau.view(shape[1:]))
     forced_t = forced.T.reshape(shape) if bool(forced.any()) else None
     limit = None if cap is None else _Cap(cap, forced)
@@ -117,7 +146,7 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
         j1 = min(d, j0 + block)
         capped = limit is not None and limit.may_bind(j0, j1, n)
         errors = _sweep_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t, forced_t,
-                              limit if capped else None)
+                              limit if capped else None, costs_t)
         if limit is not None and not capped:
             limit.count += int(removed_t[j0:j1].sum())
         if j1 < d:  # the block's errors reach the later columns in one product
@@ -125,7 +154,7 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
     removed = removed_t.view(d, n).T.contiguous()
     X = XT.view(d, n).T
     X = X.clone() if all_live else torch.where(live.unsqueeze(1), X, x0.double())
-    return removed, X.masked_fill_(removed, 0.0)
+    return removed, X.masked_fill_(removed, 0.0), None if costs_t is None else costs_t.view(d, n)
 
 
 def _factor_layout(U, fid, n):
@@ -163,8 +192,9 @@ class _Cap:
         return self.count + n * (j1 - j0) + self.forced_after[j1 - 1] > self.cap
 
 
-def _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit):
-    """Columns ``j0:j0 + B`` of :func:`sweep`, in place; returns the block's errors."""
+def _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit, costs_t=None):
+    """Columns ``j0:j0 + B`` of :func:`sweep`, in place (the costs met into ``costs_t``
+    when given); returns the block's errors."""
     beta, tau = rows
     width = Ub.shape[1]
     Xb = XT[j0 : j0 + width]
@@ -175,9 +205,10 @@ def _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit):
     zero = torch.zeros((), dtype=F64, device=Ub.device)
     columns, decided, error_columns = (Xb.unbind(0), removed_t[j0 : j0 + width].unbind(0),
                                        errors.unbind(0))
+    cost_columns = [None] * width if costs_t is None else costs_t[j0 : j0 + width].unbind(0)
     for jj in range(width):
         scaled = columns[jj] / pivots[jj]
-        cost = scaled.square().mul_(beta)
+        cost = torch.square(scaled, out=cost_columns[jj]).mul_(beta)
         remove = torch.le(cost, tau, out=decided[jj])
         if forced_t is not None or limit is not None:
             _forced_and_capped(remove, cost, j0 + jj, forced_t, limit)
@@ -209,26 +240,33 @@ def _within_cap(remove, cost, room):
 
 
 def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements=2**25,
-                 sizes=None):
+                 sizes=None, spans=False):
     """Removals of :func:`sweep` at each threshold of ``taus``: the thresholds run as
     stacked copies of the rows (a sweep's cost is per-column overhead, not arithmetic).
     With ``sizes`` (row counts of consecutive groups, e.g. layers swept together), each
-    threshold's count per group instead of the total."""
+    threshold's count per group instead of the total. With ``spans``, also each
+    threshold's ``(low, high)`` (per group with ``sizes``): the same count holds for every
+    threshold in ``[low, high)`` (:func:`sweep_margins`); returns ``(counts, spans)``."""
     n, d = x0.shape
     xp, fp = plan.to_sweep(x0), plan.to_sweep(forced)
     per = max(1, max_elements // max(1, n * d * (1 if plan.U.shape[0] == 1 else block)))
     grouped = sizes is not None
     sizes = list(sizes) if grouped else [n]
-    counts = []
+    counts, intervals = [], []
     for t0 in range(0, len(taus), per):
         chunk = taus[t0 : t0 + per]
         tau = torch.tensor(chunk, dtype=F64, device=x0.device).repeat_interleave(n)
-        removed, _ = sweep(plan.U, plan.fid.repeat(len(chunk)), xp.repeat(len(chunk), 1),
-                           beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1), block=block)
+        removed, below, above = sweep_margins(
+            plan.U, plan.fid.repeat(len(chunk)), xp.repeat(len(chunk), 1),
+            beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1), block=block)
         per_row = removed.view(len(chunk), n, d).sum(2)
         per_group = torch.stack([part.sum(1) for part in per_row.split(sizes, 1)], 1)
+        low = torch.stack([p.amax(1) for p in below.view(len(chunk), n).split(sizes, 1)], 1)
+        high = torch.stack([p.amin(1) for p in above.view(len(chunk), n).split(sizes, 1)], 1)
         counts += per_group.tolist() if grouped else per_group[:, 0].tolist()
-    return counts
+        pairs = torch.stack([low, high], 2).tolist()  # (chunk, groups, 2)
+        intervals += [[tuple(g) for g in row] if grouped else tuple(row[0]) for row in pairs]
+    return (counts, intervals) if spans else counts
 
 
 def search_threshold(count_many, target: int, tau0: float, tolerance: int = 0,
