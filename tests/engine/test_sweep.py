@@ -122,6 +122,49 @@ def test_spans_of_the_counts_hold_their_counts():
         assert sweep_counts(plan, x0, beta, inside, forced) == [count] * 3
 
 
+@pytest.mark.parametrize("cap", [None, 120])
+def test_decoupled_columns_decided_at_once_as_one_by_one(cap):
+    """Columns without coupling (constant inputs, first in the order) decided at once give
+    the sweep's own decisions and weights, and the plan finds how many lead."""
+    n, d, q = 8, 40, 13
+    g = torch.Generator().manual_seed(11)
+    A = torch.randn(d, 2 * d, generator=g, dtype=F64)
+    K = A @ A.T / d + 0.1 * torch.eye(d, dtype=F64)
+    K[:q] = 0
+    K[:, :q] = 0
+    K[range(q), range(q)] = torch.rand(q, generator=g, dtype=F64) + 0.5
+    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(K)), upper=True)
+    assert int((torch.triu(U, 1)[:q] != 0).sum()) == 0
+    x0 = torch.randn(n, d, generator=g, dtype=F64)
+    beta = torch.rand(n, generator=g, dtype=F64) + 0.1
+    forced = torch.rand(n, d, generator=g) < 0.1
+    fid = torch.zeros(n, dtype=torch.long)
+    for tau in (0.02, 0.3, 1e9):  # the cap binds at the last
+        one_by_one = sweep(U[None], fid, x0, beta, tau, forced, cap=cap, block=16)
+        at_once = sweep(U[None], fid, x0, beta, tau, forced, cap=cap, block=16, decoupled=q)
+        assert torch.equal(at_once[0], one_by_one[0])
+        torch.testing.assert_close(at_once[1], one_by_one[1], rtol=1e-12, atol=1e-12)
+        if cap is None:
+            expected = _reference(U[None], fid, x0, beta, tau, forced)
+            assert int((at_once[0] != expected).sum()) <= 1
+        else:
+            assert int(at_once[0].sum()) <= cap and (tau < 1 or int(at_once[0].sum()) == cap)
+
+
+def test_the_plan_counts_the_leading_decoupled_columns():
+    from sk_ecprune.engine.scoring.ec_obs.statistics import RowMetric
+    from sk_ecprune.engine.scoring.ec_obs.sweep import sweep_plan
+
+    d = 12
+    K = torch.eye(d, dtype=F64) * 2
+    K[5:, 5:] += 0.5  # inputs 5.. coupled, 0..4 alone
+    metric = RowMetric(K[None], torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=F64),
+                       torch.zeros(3, d, dtype=F64))
+    costs = torch.arange(d, dtype=F64).expand(3, d)  # the order: 0, 1, ..., d - 1
+    assert sweep_plan(metric, costs, order="layer").decoupled == 5
+    assert sweep_plan(metric, costs.flip(1), order="layer").decoupled == 0
+
+
 def test_sensitivities_from_the_lowest_layer_equal_the_full_chain():
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.ReLU(),

@@ -147,7 +147,7 @@ class _LayerSelector:
                                   tolerance=max(1, n_removed // 100))
         plan = self.plan
         removed, _ = sweep(plan.U, plan.fid, plan.to_sweep(self.W), self.metric.beta, tau,
-                           plan.to_sweep(self.forced), cap=n_removed)
+                           plan.to_sweep(self.forced), cap=n_removed, decoupled=plan.decoupled)
         return plan.from_sweep(removed)
 
 
@@ -201,7 +201,8 @@ def _count_together(selectors, taus):
         offsets = torch.tensor([0] + [s.W.shape[0] for s in group[:-1]]).cumsum(0)
         plan = SweepPlan(torch.cat([s.plan.U for s in group]),
                          torch.cat([s.plan.fid + o for s, o in zip(group, offsets.tolist())]),
-                         torch.cat([s.plan.perm for s in group]))
+                         torch.cat([s.plan.perm for s in group]),
+                         min(s.plan.decoupled for s in group))
         counts, spans = sweep_counts(plan, torch.cat([s.W for s in group]),
                                      torch.cat([s.metric.beta for s in group]), list(new),
                                      torch.cat([s.forced for s in group]),

@@ -97,19 +97,31 @@ class UnitStatistics:
         """``Mk[k] += sum v_k (z - mean_k)(z - mean_k)^T``: products about the batch's plain
         mean ``c`` (one matrix product for all weightings, in bounded temporaries), then
         moved to each weighting's mean, ``- B_k (mean_k - c)(mean_k - c)^T``."""
-        n, d = z.shape
         m = v.shape[1]
         c = z.mean(0)
         centred = z - c
+        # inputs constant over the batch centre to exact zeros and add nothing: the product
+        # runs over the others (half of the 28x28 digits' pixels are constant)
+        varying = torch.nonzero((centred != 0).any(0)).squeeze(1)
+        whole = len(varying) == z.shape[1]
+        if not whole:
+            centred = centred[:, varying]
+        n, d = centred.shape
         budget = _PRODUCT_ELEMENTS // 2  # float64: the bytes of the float32 budget
         units = max(1, min(m, budget // max(1, n * d)))
         rows = max(1, min(n, budget // max(1, units * d)))
-        for u0 in range(0, m, units):
+        for u0 in range(0, m if d else 0, units):
             u1 = min(m, u0 + units)
+            scatter = None
             for r0 in range(0, n, rows):
                 zr = centred[r0 : r0 + rows]
                 weighted = (v[r0 : r0 + rows, u0:u1, None] * zr[:, None, :]).reshape(len(zr), -1)
-                self.Mk[u0:u1] += (zr.T @ weighted).reshape(d, u1 - u0, d).transpose(0, 1)
+                part = (zr.T @ weighted).reshape(d, u1 - u0, d).transpose(0, 1)
+                scatter = part if scatter is None else scatter + part
+            if whole:
+                self.Mk[u0:u1] += scatter
+            else:
+                self.Mk[u0:u1, varying.view(-1, 1), varying.view(1, -1)] += scatter
         offset = mean - c
         total = v.sum(0)
         self.Mk -= total.view(-1, 1, 1) * offset.unsqueeze(2) * offset.unsqueeze(1)

@@ -43,11 +43,13 @@ MAX_ROW_FACTOR_FLOPS = 2**31
 
 @dataclass
 class SweepPlan:
-    """Row ``i`` is swept in the column order ``perm[i]`` with the factor ``U[fid[i]]``."""
+    """Row ``i`` is swept in the column order ``perm[i]`` with the factor ``U[fid[i]]``;
+    the first ``decoupled`` columns have no off-diagonal entry in any factor."""
 
     U: torch.Tensor
     fid: torch.Tensor
     perm: torch.Tensor
+    decoupled: int = 0
 
     def to_sweep(self, x: torch.Tensor) -> torch.Tensor:
         return torch.gather(x, 1, self.perm)
@@ -76,6 +78,7 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
     first_row.scatter_reduce_(0, fid, torch.arange(n, device=device), "amin",
                               include_self=False)
     U = torch.empty(len(pairs), d, d, dtype=F64, device=device)
+    coupled = torch.zeros(d, dtype=torch.bool, device=device)
     step = max(1, 2**24 // (d * d))
     for f0 in range(0, len(pairs), step):
         rows = first_row[f0 : f0 + step]
@@ -83,10 +86,14 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
         sub = P[metric.group[rows].view(-1, 1, 1), p.unsqueeze(2), p.unsqueeze(1)]
         # (K_pp)^-1 = (K^-1)_pp; robust: a block of an ill-conditioned K^-1 may need a ridge
         U[f0 : f0 + step] = robust_cholesky(sub, upper=True)[0]
-    return SweepPlan(U, fid, perm.contiguous())
+        coupled |= (torch.triu(U[f0 : f0 + step], 1) != 0).any(2).any(0)
+    # constant inputs (decoupled in K, single cost 0) lead every order: the sweep decides
+    # them at once (their columns neither move nor are moved)
+    decoupled = int(torch.cumprod(~coupled, 0).sum())
+    return SweepPlan(U, fid, perm.contiguous(), decoupled)
 
 
-def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
+def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32, decoupled=0):
     """One sweep of every row at threshold ``tau`` (a float or one per row).
 
     ``forced`` entries (already removed) are removed whatever their cost. With ``cap``, at
@@ -98,13 +105,14 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
     copies of :func:`sweep_counts`) is broadcast, never gathered per row, and each column
     is one contiguous slice. Within a block of columns each removal updates the block's
     later columns (one fused operation per column); the columns after the block receive
-    the block's errors at once, as one matrix product.
+    the block's errors at once, as one matrix product. The first ``decoupled`` columns
+    (no off-diagonal entry in ``U``: :attr:`SweepPlan.decoupled`) are decided at once.
     """
-    removed, X, _ = _run_sweep(U, fid, x0, beta, tau, forced, cap, block)
+    removed, X, _ = _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled)
     return removed, X
 
 
-def sweep_margins(U, fid, x0, beta, tau, forced, block=32):
+def sweep_margins(U, fid, x0, beta, tau, forced, block=32, decoupled=0):
     """:func:`sweep` (no cap) and, per row, the thresholds between which it decides the
     same: ``(removed, below, above)``, every row's decisions unchanged for any threshold in
     ``[below, above)``.
@@ -115,7 +123,8 @@ def sweep_margins(U, fid, x0, beta, tau, forced, block=32):
     largest cost it removed (by the threshold, forced entries aside), ``above`` the
     smallest it kept (``-inf`` / ``inf`` when there is none).
     """
-    removed, _, costs = _run_sweep(U, fid, x0, beta, tau, forced, None, block, margins=True)
+    removed, _, costs = _run_sweep(U, fid, x0, beta, tau, forced, None, block, decoupled,
+                                   margins=True)
     n = x0.shape[0]
     if not torch.is_tensor(tau):
         tau = torch.full((n,), float(tau), dtype=F64, device=x0.device)
@@ -125,7 +134,7 @@ def sweep_margins(U, fid, x0, beta, tau, forced, block=32):
     return removed, below, above
 
 
-def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, margins=False):
+def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled=0, margins=False):
     """:func:`sweep`'s work; also the (d, n) costs met when ``margins`` (else None)."""
     n, d = x0.shape
     device = x0.device
@@ -142,8 +151,17 @@ def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, margins=False):
     rows = (beta.double().view(shape[1:]), tau.view(shape[1:]))
     forced_t = forced.T.reshape(shape) if bool(forced.any()) else None
     limit = None if cap is None else _Cap(cap, forced)
-    for j0 in range(0, d, block):
-        j1 = min(d, j0 + block)
+    p = decoupled if limit is None or not limit.may_bind(0, max(decoupled, 1), n) else 0
+    if p:
+        _decide_decoupled(XT[:p], source(0, p, 0, p), rows, removed_t[:p],
+                          None if forced_t is None else forced_t[:p],
+                          None if costs_t is None else costs_t[:p])
+        if limit is not None:
+            limit.count += int(removed_t[:p].sum())
+    # the blocks after the decoupled columns keep their usual boundaries
+    starts = ([p] if p < d and p % block else []) + [j for j in range(0, d, block) if j >= p]
+    for j0 in starts:
+        j1 = min(d, (j0 // block + 1) * block)
         capped = limit is not None and limit.may_bind(j0, j1, n)
         errors = _sweep_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t, forced_t,
                               limit if capped else None, costs_t)
@@ -155,6 +173,19 @@ def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, margins=False):
     X = XT.view(d, n).T
     X = X.clone() if all_live else torch.where(live.unsqueeze(1), X, x0.double())
     return removed, X.masked_fill_(removed, 0.0), None if costs_t is None else costs_t.view(d, n)
+
+
+def _decide_decoupled(XT, Ub, rows, removed_t, forced_t, costs_t):
+    """Columns without coupling, in place: each column's cost and decision as
+    :func:`_sweep_block` makes them (elementwise, so the same numbers), all at once."""
+    beta, tau = rows
+    pivots = torch.diagonal(Ub, dim1=1, dim2=2).T  # (columns, F)
+    pivots = pivots if XT.dim() == 2 else pivots.unsqueeze(1)
+    scaled = XT / pivots
+    cost = torch.square(scaled, out=costs_t).mul_(beta)
+    torch.le(cost, tau, out=removed_t)
+    if forced_t is not None:
+        removed_t |= forced_t
 
 
 def _factor_layout(U, fid, n):
@@ -258,7 +289,7 @@ def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements
         tau = torch.tensor(chunk, dtype=F64, device=x0.device).repeat_interleave(n)
         removed, below, above = sweep_margins(
             plan.U, plan.fid.repeat(len(chunk)), xp.repeat(len(chunk), 1),
-            beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1), block=block)
+            beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1), block, plan.decoupled)
         per_row = removed.view(len(chunk), n, d).sum(2)
         per_group = torch.stack([part.sum(1) for part in per_row.split(sizes, 1)], 1)
         low = torch.stack([p.amax(1) for p in below.view(len(chunk), n).split(sizes, 1)], 1)
