@@ -155,6 +155,25 @@ def test_joint_update_with_a_constant_input_is_the_solve_without_it():
             assert x[i, 2] == W[i, 2] * (~removed[i, 2])
 
 
+@pytest.mark.parametrize("hessian", ["shared", "exact"])
+def test_statistics_with_inputs_constant_in_some_batches(hessian):
+    """The product skips the inputs constant over a batch: the covariance is still the
+    direct weighted one (input 1 constant in the first batch only, input 3 always 0)."""
+    generator = torch.Generator().manual_seed(7)
+    z = torch.randn(60, 5, generator=generator, dtype=torch.float64)
+    z[:30, 1] = 2.5
+    z[:, 3] = 0.0
+    s = torch.rand(60, 3, generator=generator, dtype=torch.float64)
+    stats = UnitStatistics(hessian)
+    for rows in (slice(0, 30), slice(30, 60)):
+        stats.update(s[rows], z[rows])
+    sigma = stats.covariances()
+    weights = s.T if hessian == "exact" else (s / s[:30].mean(0)).sum(1, keepdim=True).T
+    for unit, v in enumerate(weights):
+        expected = np.cov(z.numpy().T, aweights=v.numpy(), bias=True)
+        np.testing.assert_allclose(sigma[unit].numpy(), expected, rtol=1e-10, atol=1e-14)
+
+
 def test_greedy_prefix_cost_is_the_optimum_for_that_set():
     net = random_mlp([5, 4, 2], nn.Tanh, seed=5)
     X = _data()
