@@ -162,11 +162,14 @@ def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled=0, margins=F
     starts = ([p] if p < d and p % block else []) + [j for j in range(0, d, block) if j >= p]
     for j0 in starts:
         j1 = min(d, (j0 // block + 1) * block)
-        capped = limit is not None and limit.may_bind(j0, j1, n)
-        errors = _sweep_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t, forced_t,
-                              limit if capped else None, costs_t)
-        if limit is not None and not capped:
-            limit.count += int(removed_t[j0:j1].sum())
+        if limit is not None and limit.may_bind(j0, j1, n):
+            errors = _capped_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t,
+                                   forced_t, limit)
+        else:
+            errors = _sweep_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t, forced_t,
+                                  None, costs_t)
+            if limit is not None:
+                limit.count += int(removed_t[j0:j1].sum())
         if j1 < d:  # the block's errors reach the later columns in one product
             _spread(XT[j1:], errors, source(j0, j1, j1, d))
     removed = removed_t.view(d, n).T.contiguous()
@@ -247,6 +250,28 @@ def _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit, costs_t=None):
         if jj + 1 < width:
             Xb[jj + 1 :].addcmul_(tails[jj, jj + 1 :], error, value=-1.0)
     return errors
+
+
+def _capped_block(XT, Ub, j0, rows, removed_t, forced_t, limit):
+    """A block where the cap may bind: swept without it and kept if the cap held at every
+    column (it did if it holds after the block's last one), else swept again column by
+    column within the cap. With no room left, only the forced entries go: the threshold
+    that removes nothing else (-inf) gives the capped sweep's decisions in one pass."""
+    j1 = j0 + Ub.shape[1]
+    beta, tau = rows
+    if limit.room(j0) <= 0:  # the room stays where it is while only forced entries go
+        errors = _sweep_block(XT, Ub, j0, (beta, torch.full_like(tau, -torch.inf)),
+                              removed_t, forced_t, None)
+        limit.count += int(removed_t[j0:j1].sum())
+        return errors
+    before = XT[j0:j1].clone()
+    errors = _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, None)
+    taken = int(removed_t[j0:j1].sum())
+    if limit.count + taken + limit.forced_after[j1 - 1] <= limit.cap:
+        limit.count += taken
+        return errors
+    XT[j0:j1] = before
+    return _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit)
 
 
 def _forced_and_capped(remove, cost, j, forced_t, limit):
