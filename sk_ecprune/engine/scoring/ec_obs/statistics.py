@@ -38,7 +38,7 @@ _PRODUCT_ELEMENTS = 2**24
 class UnitStatistics:
     """Streaming weighted means and covariances of one layer's input, per weighting.
 
-    EC's sums (:class:`_ECStatistics`: ``B``, ``A``, ``C``) plus, for the chosen form, the
+    EC's sums (:class:`_ECStatistics`: ``B`` and ``A``) plus, for the chosen form, the
     total weight ``Bk``, the weighted mean ``Ak`` and the centred scatter ``Mk = sum v_k
     (z - Ak_k)(z - Ak_k)^T`` of each weighting ``v_k`` (each unit's ``s_i`` for
     ``"exact"``, one combined weighting for ``"shared"``). Everything runs in float64;
@@ -54,7 +54,7 @@ class UnitStatistics:
         if hessian not in HESSIANS:
             raise ValueError(f"hessian must be one of {HESSIANS}; got {hessian!r}.")
         self.hessian = hessian
-        self.ec = _ECStatistics()
+        self.ec = _ECStatistics(second_moments=False)  # B and A: C is EC's alone
         self.unit_scale = None  # shared form: 1 / E[s_i] on the first batch
         self.Bk = self.Ak = self.Mk = None
 
@@ -65,7 +65,7 @@ class UnitStatistics:
         if w is not None:
             s = s * w.unsqueeze(1)
         v = (s if self.hessian == "exact" else self._combined(s)).double().clamp_min(0)
-        z = z.double()
+        raw, z = z, z.double()
         if self.Bk is None:
             m, d = v.shape[1], z.shape[1]
             self.Bk = torch.zeros(m, dtype=F64, device=z.device)
@@ -74,7 +74,7 @@ class UnitStatistics:
         batch_total = v.sum(0)
         seen = batch_total > 0
         batch_mean = (v.T @ z) / torch.where(seen, batch_total, 1.0).unsqueeze(1)
-        self._add_scatter(v, z, batch_mean)
+        self._add_scatter(v, z, batch_mean, raw)
         # Chan et al.'s merge of (total, mean, scatter): every term positive semi-definite
         total = self.Bk + batch_total
         safe_total = torch.where(total > 0, total, 1.0)
@@ -93,19 +93,20 @@ class UnitStatistics:
                                           0.0).to(s.dtype)
         return (s @ self.unit_scale).unsqueeze(1)
 
-    def _add_scatter(self, v, z, mean):
+    def _add_scatter(self, v, z, mean, raw):
         """``Mk[k] += sum v_k (z - mean_k)(z - mean_k)^T``: products about the batch's plain
         mean ``c`` (one matrix product for all weightings, in bounded temporaries), then
-        moved to each weighting's mean, ``- B_k (mean_k - c)(mean_k - c)^T``."""
+        moved to each weighting's mean, ``- B_k (mean_k - c)(mean_k - c)^T``. ``raw``: the
+        batch ``z`` before its conversion to float64."""
         m = v.shape[1]
         c = z.mean(0)
-        centred = z - c
-        # inputs constant over the batch centre to exact zeros and add nothing: the product
-        # runs over the others (half of the 28x28 digits' pixels are constant)
-        varying = torch.nonzero((centred != 0).any(0)).squeeze(1)
+        # an input centres to exact zeros (and adds nothing) iff it is constant over the
+        # batch and its mean is exactly that value: the product runs over the others (half
+        # of the 28x28 digits' pixels are constant), found on the narrower raw batch
+        constant = (raw == raw[:1]).all(0) & (c == z[:1]).all(0)
+        varying = torch.nonzero(~constant).squeeze(1)
         whole = len(varying) == z.shape[1]
-        if not whole:
-            centred = centred[:, varying]
+        centred = z - c if whole else z[:, varying] - c[varying]
         n, d = centred.shape
         budget = _PRODUCT_ELEMENTS // 2  # float64: the bytes of the float32 budget
         units = max(1, min(m, budget // max(1, n * d)))
@@ -267,7 +268,7 @@ def row_metric(stats: UnitStatistics, damp: float = 0.01, abs_floor: float = 1e-
     bias absorbs. ``damp = abs_floor = 0`` gives the undamped form (for tests). The
     factorisation adds damping only if ``K`` still does not factor (``added_damping``).
     """
-    B, A, C = stats.ec.means()
+    B, A, _ = stats.ec.means()
     alive = B > 0
     safe_B = torch.where(alive, B, torch.ones_like(B)).unsqueeze(1)
     zmean = torch.where(alive.unsqueeze(1), A / safe_B + stats.ec.shift.double(), 0.0)
