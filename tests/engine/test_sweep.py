@@ -158,8 +158,9 @@ def test_the_plan_counts_the_leading_decoupled_columns():
     d = 12
     K = torch.eye(d, dtype=F64) * 2
     K[5:, 5:] += 0.5  # inputs 5.. coupled, 0..4 alone
+    free = (torch.arange(d) < 5).unsqueeze(0)  # constant inputs: decoupled in K
     metric = RowMetric(K[None], torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=F64),
-                       torch.zeros(3, d, dtype=F64))
+                       torch.zeros(3, d, dtype=F64), free=free)
     costs = torch.arange(d, dtype=F64).expand(3, d)  # the order: 0, 1, ..., d - 1
     assert sweep_plan(metric, costs, order="layer").decoupled == 5
     assert sweep_plan(metric, costs.flip(1), order="layer").decoupled == 0

@@ -78,19 +78,31 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
     first_row.scatter_reduce_(0, fid, torch.arange(n, device=device), "amin",
                               include_self=False)
     U = torch.empty(len(pairs), d, d, dtype=F64, device=device)
-    coupled = torch.zeros(d, dtype=torch.bool, device=device)
     step = max(1, 2**24 // (d * d))
     for f0 in range(0, len(pairs), step):
         rows = first_row[f0 : f0 + step]
         p = perm[rows]
-        sub = P[metric.group[rows].view(-1, 1, 1), p.unsqueeze(2), p.unsqueeze(1)]
-        # (K_pp)^-1 = (K^-1)_pp; robust: a block of an ill-conditioned K^-1 may need a ridge
+        # (K_pp)^-1 = (K^-1)_pp, gathered rows first, then columns
+        sub = torch.gather(P[metric.group[rows].view(-1, 1), p], 2,
+                           p.unsqueeze(1).expand(-1, d, -1))
+        # robust: a block of an ill-conditioned K^-1 may need a ridge
         U[f0 : f0 + step] = robust_cholesky(sub, upper=True)[0]
-        coupled |= (torch.triu(U[f0 : f0 + step], 1) != 0).any(2).any(0)
-    # constant inputs (decoupled in K, single cost 0) lead every order: the sweep decides
-    # them at once (their columns neither move nor are moved)
-    decoupled = int(torch.cumprod(~coupled, 0).sum())
-    return SweepPlan(U, fid, perm.contiguous(), decoupled)
+    return SweepPlan(U, fid, perm.contiguous(), _leading_decoupled(metric, U, perm, first_row))
+
+
+def _leading_decoupled(metric, U, perm, first_row):
+    """How many leading columns of the sweep order have no off-diagonal entry in ``U``.
+
+    Constant inputs (``metric.free``: decoupled in ``K``, single cost 0) lead every order;
+    the factors keep their zeros, which is checked on those rows of ``U`` alone."""
+    if metric.free is None:
+        return 0
+    free = metric.free[metric.group[first_row]]  # (factors, d): each factor's row's inputs
+    leading = torch.cumprod(torch.gather(free, 1, perm[first_row]).to(torch.int8), 1)
+    p = int(leading.sum(1).min())
+    while p and bool((torch.triu(U[:, :p], 1) != 0).any()):
+        p //= 2  # not kept exactly by the factorisation: fewer, still checked
+    return p
 
 
 def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32, decoupled=0):
