@@ -30,6 +30,7 @@ __all__ = ["SELECTIONS", "LayerPlan", "layer_metrics", "plan_layers", "prune_lay
            "write_joint_update"]
 
 SELECTIONS = ("sweep", "greedy", "oneshot")
+F64 = torch.float64
 
 
 def layer_metrics(module, layers, data, output_metric="euclidean", hessian="shared",
@@ -75,6 +76,8 @@ def prune_layer(module, layers, data, plan: LayerPlan, index, *, output_metric="
     """Prune ``layers[index]`` to its planned count, measured again after the earlier layers'
     updates; returns what its kept weights and bias did."""
     selector = plan.selectors[index]
+    if plan.counts[index] <= int(plan.forced[index].sum()):
+        return _keep_layer(layers[index], selector.metric, plan.forced[index])
     if index > 0:  # measured again, after the earlier layers' updates
         metric = layer_metrics(module, layers, data, output_metric, hessian, damp,
                                only=[index])[index]
@@ -233,6 +236,16 @@ def _update_layer(layer, metric, W0, removed) -> LayerChange:
     apply_mask(layer, ~removed)
     change.compensated = True
     return change
+
+
+def _keep_layer(layer, metric, removed) -> LayerChange:
+    """A layer that loses nothing new: its weights and bias stay as they are (the joint
+    optimum of a row whose removed weights are already zero is the row itself), so it is
+    not measured again; its mask is applied as for any other layer."""
+    apply_mask(layer, ~removed)
+    shift = None if layer.bias is None else torch.zeros(layer.out_features, dtype=F64,
+                                                        device=removed.device)
+    return LayerChange(shift, 0.0, metric.relative_added_damping(), compensated=True)
 
 
 def write_joint_update(layer, metric, W0, removed) -> LayerChange:
