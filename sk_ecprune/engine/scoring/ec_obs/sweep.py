@@ -177,8 +177,10 @@ def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled=0, margins=F
         if limit is not None and limit.may_bind(j0, j1, n):
             errors = _capped_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t,
                                    forced_t, limit)
-        else:
-            errors = _sweep_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t, forced_t,
+        else:  # the forced entries folded into the threshold (+inf: removed at any cost)
+            block_rows = rows if forced_t is None else (rows[0], torch.where(
+                forced_t[j0:j1], torch.inf, rows[1]))
+            errors = _sweep_block(XT, source(j0, j1, j0, j1), j0, block_rows, removed_t, None,
                                   None, costs_t)
             if limit is not None:
                 limit.count += int(removed_t[j0:j1].sum())
@@ -252,10 +254,11 @@ def _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit, costs_t=None):
     columns, decided, error_columns = (Xb.unbind(0), removed_t[j0 : j0 + width].unbind(0),
                                        errors.unbind(0))
     cost_columns = [None] * width if costs_t is None else costs_t[j0 : j0 + width].unbind(0)
+    taus = tau.unbind(0) if tau.dim() == Xb.dim() else [tau] * width  # per entry or row
     for jj in range(width):
         scaled = columns[jj] / pivots[jj]
         cost = torch.square(scaled, out=cost_columns[jj]).mul_(beta)
-        remove = torch.le(cost, tau, out=decided[jj])
+        remove = torch.le(cost, taus[jj], out=decided[jj])
         if forced_t is not None or limit is not None:
             _forced_and_capped(remove, cost, j0 + jj, forced_t, limit)
         error = torch.where(remove, scaled, zero, out=error_columns[jj])
