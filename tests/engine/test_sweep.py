@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from sk_ecprune.engine.scoring.ec_obs.sweep import SweepPlan, sweep, sweep_counts, sweep_margins
+from sk_ecprune.engine.scoring.ec_obs.sweep import (SweepPlan, decoupled_costs, sweep, sweep_counts,
+                                                    sweep_margins)
 from sk_ecprune.engine.sensitivities import recorded_sensitivities
 
 F64 = torch.float64
@@ -115,8 +116,8 @@ def test_spans_of_the_counts_hold_their_counts():
     forced = torch.zeros(n, d, dtype=torch.bool)
     plan = SweepPlan(U, torch.zeros(n, dtype=torch.long), torch.arange(d).expand(n, d))
     counts, spans = sweep_counts(plan, x0, beta, [0.01, 0.1], forced, spans=True)
-    for tau, count, (low, high) in zip([0.01, 0.1], counts, spans):
-        assert low <= tau < high
+    for tau, count, (low, high, rest) in zip([0.01, 0.1], counts, spans):
+        assert low <= tau < high and rest == count  # no decoupled lead here
         # within the span (away from its ends: another stacking may round differently)
         inside = [low + (high - low) * share for share in (0.01, 0.5, 0.99)]
         assert sweep_counts(plan, x0, beta, inside, forced) == [count] * 3
@@ -149,6 +150,31 @@ def test_decoupled_columns_decided_at_once_as_one_by_one(cap):
             assert int((at_once[0] != expected).sum()) <= 1
         else:
             assert int(at_once[0].sum()) <= cap and (tau < 1 or int(at_once[0].sum()) == cap)
+
+
+def test_counts_from_a_span_and_the_decoupled_costs_are_the_sweeps_counts():
+    """Within a span, the count at any threshold is the span's removals outside the
+    decoupled lead plus the lead's costs at or below it (forced ones in)."""
+    n, d, q = 8, 30, 10
+    g = torch.Generator().manual_seed(12)
+    A = torch.randn(d, 2 * d, generator=g, dtype=F64)
+    K = A @ A.T / d + 0.1 * torch.eye(d, dtype=F64)
+    K[:q] = 0
+    K[:, :q] = 0
+    K[range(q), range(q)] = 1e-6 * (torch.rand(q, generator=g, dtype=F64) + 0.5)  # cheap lead
+    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(K)), upper=True)
+    x0 = torch.randn(n, d, generator=g, dtype=F64)
+    beta = torch.rand(n, generator=g, dtype=F64) + 0.1
+    beta[3] = 0.0  # a dead row: its lead costs nothing
+    forced = torch.rand(n, d, generator=g) < 0.1
+    plan = SweepPlan(U[None], torch.zeros(n, dtype=torch.long), torch.arange(d).expand(n, d), q)
+    lead = decoupled_costs(plan, x0, beta)
+    (count,), ((low, high, rest),) = sweep_counts(plan, x0, beta, [1e-9], forced, spans=True)
+    assert rest + int(((lead <= 1e-9) | forced[:, :q]).sum()) == count
+    taus = [t for t in sorted(set(lead.flatten().tolist())) if low <= t < high]
+    assert len(taus) > 20  # the lead's costs inside the span: its counts change within it
+    expected = sweep_counts(plan, x0, beta, taus, forced)
+    assert [rest + int(((lead <= t) | forced[:, :q]).sum()) for t in taus] == expected
 
 
 def test_the_plan_counts_the_leading_decoupled_columns():

@@ -24,7 +24,8 @@ from ...sensitivities import recorded_sensitivities
 from ..registry import LayerChange
 from .solvers import greedy_sequences, joint_update, single_costs
 from .statistics import RowMetric, UnitStatistics, row_metric
-from .sweep import SweepPlan, search_threshold, sweep, sweep_counts, sweep_plan
+from .sweep import (SweepPlan, decoupled_costs, search_threshold, sweep, sweep_counts,
+                    sweep_plan)
 
 __all__ = ["SELECTIONS", "LayerPlan", "layer_metrics", "plan_layers", "prune_layer",
            "write_joint_update"]
@@ -100,7 +101,8 @@ class _LayerSelector:
         self.singles = torch.where(forced, -1.0, single_costs(metric, W)[0])
         self.steps = self.priority = self.plan = None
         self.known = {}  # threshold -> count, shared by the planning and the choice
-        self.spans = []  # (low, high, count): the sweep's count for every tau in [low, high)
+        self.spans = []  # (low, high, rest): removals outside the decoupled lead, tau in [low, high)
+        self._lead = None  # the decoupled lead's costs and forced entries
         if selection == "greedy":
             self.steps, increments = greedy_sequences(metric, W, forced)
             # running maxima: nondecreasing per row, so the lowest of a layer are prefixes
@@ -115,16 +117,25 @@ class _LayerSelector:
         for tau in taus:
             if tau in self.known:
                 continue
-            count = next((c for low, high, c in self.spans if low <= tau < high), None)
-            if count is None:
+            rest = next((r for low, high, r in self.spans if low <= tau < high), None)
+            if rest is None:
                 new.append(tau)
             else:
-                self.known[tau] = count
+                self.known[tau] = int(rest) + self._lead_count(tau)
         return new
+
+    def _lead_count(self, tau):
+        """Removals in the decoupled lead at ``tau``: as the sweep decides them."""
+        if self._lead is None:
+            p = self.plan.decoupled
+            self._lead = (decoupled_costs(self.plan, self.W, self.metric.beta),
+                          self.plan.to_sweep(self.forced)[:, :p])
+        costs, forced = self._lead
+        return int(((costs <= tau) | forced).sum())
 
     def learn(self, taus, counts, spans):
         self.known.update(zip(taus, counts))
-        self.spans += [(low, high, c) for (low, high), c in zip(spans, counts)]
+        self.spans += spans
 
     def counts(self, taus):
         new = self.unknown(taus) if self.selection == "sweep" else [
@@ -197,15 +208,15 @@ def _count_together(selectors, taus):
             continue
         new = s.unknown(taus)
         if new and s.plan.U.shape[0] == s.W.shape[0] > 1:
-            groups.setdefault((s.W.shape[1], s.W.device, tuple(new)), []).append(s)
-    for (_, _, new), group in groups.items():
+            key = (s.W.shape[1], s.W.device, s.plan.decoupled, tuple(new))
+            groups.setdefault(key, []).append(s)
+    for (*_, new), group in groups.items():
         if len(group) < 2:
             continue
         offsets = torch.tensor([0] + [s.W.shape[0] for s in group[:-1]]).cumsum(0)
         plan = SweepPlan(torch.cat([s.plan.U for s in group]),
                          torch.cat([s.plan.fid + o for s, o in zip(group, offsets.tolist())]),
-                         torch.cat([s.plan.perm for s in group]),
-                         min(s.plan.decoupled for s in group))
+                         torch.cat([s.plan.perm for s in group]), group[0].plan.decoupled)
         counts, spans = sweep_counts(plan, torch.cat([s.W for s in group]),
                                      torch.cat([s.metric.beta for s in group]), list(new),
                                      torch.cat([s.forced for s in group]),

@@ -30,8 +30,8 @@ import torch
 
 from .statistics import RowMetric, robust_cholesky
 
-__all__ = ["ORDERS", "SweepPlan", "search_threshold", "sweep", "sweep_counts", "sweep_margins",
-           "sweep_plan"]
+__all__ = ["ORDERS", "SweepPlan", "decoupled_costs", "search_threshold", "sweep", "sweep_counts",
+           "sweep_margins", "sweep_plan"]
 
 F64 = torch.float64
 ORDERS = ("auto", "row", "layer")
@@ -126,8 +126,9 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32, decoupled=0):
 
 def sweep_margins(U, fid, x0, beta, tau, forced, block=32, decoupled=0):
     """:func:`sweep` (no cap) and, per row, the thresholds between which it decides the
-    same: ``(removed, below, above)``, every row's decisions unchanged for any threshold in
-    ``[below, above)``.
+    same outside its ``decoupled`` lead: ``(removed, below, above)``, every row's decisions
+    on its later columns unchanged for any threshold in ``[below, above)`` (the decoupled
+    columns' costs depend on nothing: :func:`decoupled_costs` counts them at any threshold).
 
     A sweep's arithmetic depends on the threshold only through its comparisons ``cost <=
     tau``, and each cost only on the decisions before it; so the row decides alike for
@@ -141,9 +142,20 @@ def sweep_margins(U, fid, x0, beta, tau, forced, block=32, decoupled=0):
     if not torch.is_tensor(tau):
         tau = torch.full((n,), float(tau), dtype=F64, device=x0.device)
     compared = ~forced.T if bool(forced.any()) else torch.ones_like(costs, dtype=torch.bool)
+    compared[:decoupled] = False
     below = torch.where((costs <= tau) & compared, costs, -torch.inf).amax(0)
     above = torch.where((costs > tau) & compared, costs, torch.inf).amin(0)  # NaN: neither
     return removed, below, above
+
+
+def decoupled_costs(plan: SweepPlan, x0, beta):
+    """``(n, plan.decoupled)``: the costs the sweep meets in its decoupled lead, computed as
+    it computes them; they depend on no threshold and no other decision."""
+    p = plan.decoupled
+    x = plan.to_sweep(x0)[:, :p].double()
+    x = torch.where((beta > 0).unsqueeze(1), x, 0.0)  # a dead row is held at 0
+    pivots = torch.diagonal(plan.U[:, :p, :p], dim1=1, dim2=2)[plan.fid]
+    return torch.square(x / pivots).mul_(beta.double().unsqueeze(1))
 
 
 def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled=0, margins=False):
@@ -316,8 +328,10 @@ def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements
     stacked copies of the rows (a sweep's cost is per-column overhead, not arithmetic).
     With ``sizes`` (row counts of consecutive groups, e.g. layers swept together), each
     threshold's count per group instead of the total. With ``spans``, also each
-    threshold's ``(low, high)`` (per group with ``sizes``): the same count holds for every
-    threshold in ``[low, high)`` (:func:`sweep_margins`); returns ``(counts, spans)``."""
+    threshold's ``(low, high, rest)`` (per group with ``sizes``): ``rest`` removals outside
+    the plan's decoupled lead for every threshold in ``[low, high)`` (:func:`sweep_margins`;
+    the lead's removals at any threshold follow from :func:`decoupled_costs`); returns
+    ``(counts, spans)``."""
     n, d = x0.shape
     xp, fp = plan.to_sweep(x0), plan.to_sweep(forced)
     per = max(1, max_elements // max(1, n * d * (1 if plan.U.shape[0] == 1 else block)))
@@ -332,10 +346,12 @@ def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements
             beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1), block, plan.decoupled)
         per_row = removed.view(len(chunk), n, d).sum(2)
         per_group = torch.stack([part.sum(1) for part in per_row.split(sizes, 1)], 1)
+        rest_row = removed.view(len(chunk), n, d)[:, :, plan.decoupled:].sum(2)
+        rest = torch.stack([part.sum(1) for part in rest_row.split(sizes, 1)], 1)
         low = torch.stack([p.amax(1) for p in below.view(len(chunk), n).split(sizes, 1)], 1)
         high = torch.stack([p.amin(1) for p in above.view(len(chunk), n).split(sizes, 1)], 1)
         counts += per_group.tolist() if grouped else per_group[:, 0].tolist()
-        pairs = torch.stack([low, high], 2).tolist()  # (chunk, groups, 2)
+        pairs = torch.stack([low, high, rest.double()], 2).tolist()  # (chunk, groups, 3)
         intervals += [[tuple(g) for g in row] if grouped else tuple(row[0]) for row in pairs]
     return (counts, intervals) if spans else counts
 
