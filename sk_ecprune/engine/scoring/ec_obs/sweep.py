@@ -141,7 +141,9 @@ def sweep_margins(U, fid, x0, beta, tau, forced, block=32, decoupled=0):
     n = x0.shape[0]
     if not torch.is_tensor(tau):
         tau = torch.full((n,), float(tau), dtype=F64, device=x0.device)
-    compared = ~forced.T if bool(forced.any()) else torch.ones_like(costs, dtype=torch.bool)
+    # contiguous, like the costs (d, n): elementwise work on a transposed view is slow
+    compared = (~forced.T.contiguous() if bool(forced.any())
+                else torch.ones_like(costs, dtype=torch.bool))
     compared[:decoupled] = False
     below = torch.where((costs <= tau) & compared, costs, -torch.inf).amax(0)
     above = torch.where((costs > tau) & compared, costs, torch.inf).amin(0)  # NaN: neither
@@ -199,9 +201,11 @@ def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled=0, margins=F
         if j1 < d:  # the block's errors reach the later columns in one product
             _spread(XT[j1:], errors, source(j0, j1, j1, d))
     removed = removed_t.view(d, n).T.contiguous()
-    X = XT.view(d, n).T
-    X = X.clone() if all_live else torch.where(live.unsqueeze(1), X, x0.double())
-    return removed, X.masked_fill_(removed, 0.0), None if costs_t is None else costs_t.view(d, n)
+    if margins:  # the counts need no weights
+        return removed, None, costs_t.view(d, n)
+    X = XT.view(d, n).T.contiguous()
+    X = X if all_live else torch.where(live.unsqueeze(1), X, x0.double())
+    return removed, X.masked_fill_(removed, 0.0), None
 
 
 def _decide_decoupled(XT, Ub, rows, removed_t, forced_t, costs_t):
