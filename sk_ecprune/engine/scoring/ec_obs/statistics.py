@@ -175,7 +175,10 @@ class RowMetric:
     def factor(self) -> torch.Tensor:
         """Lower Cholesky factor of every ``K`` (made to exist: :func:`robust_cholesky`)."""
         if self._factor is None:
-            self._factor, added = robust_cholesky(self.K)
+            self._factor = self._factor_coupled()
+            added = torch.zeros(self.K.shape[0], dtype=F64, device=self.K.device)
+            if self._factor is None:
+                self._factor, added = robust_cholesky(self.K)
             if bool((added > 0).any()):
                 eye = torch.eye(self.K.shape[1], dtype=F64, device=self.K.device)
                 self.K = self.K + added.view(-1, 1, 1) * eye
@@ -186,8 +189,37 @@ class RowMetric:
     def inverse(self) -> torch.Tensor:
         """``K^-1`` of every group (Cholesky), computed once."""
         if self._inverse is None:
-            self._inverse = torch.cholesky_inverse(self.factor())
+            L = self.factor()
+            coupled = self._coupled()
+            if coupled is None:
+                self._inverse = torch.cholesky_inverse(L)
+            else:  # the constant inputs' entries: (1 / L_jj)^2, as the full inverse has them
+                inverse = torch.diag_embed(torch.diagonal(L, dim1=1, dim2=2).reciprocal().square())
+                block = torch.cholesky_inverse(L[:, coupled][:, :, coupled])
+                inverse[:, coupled.view(-1, 1), coupled.view(1, -1)] = block
+                self._inverse = inverse
         return self._inverse
+
+    def _coupled(self):
+        """Indices of the inputs that are not constant, when one ``K`` has constant ones
+        (decoupled: its factor and inverse are worked out on the others), else None."""
+        if self.free is None or self.K.shape[0] != 1 or not bool(self.free.any()):
+            return None
+        return torch.nonzero(~self.free[0]).squeeze(1)
+
+    def _factor_coupled(self):
+        """:meth:`factor` of one ``K`` with constant inputs: their entries ``sqrt(K_jj)``
+        (what the full factorisation gives a decoupled input), the others' block factored
+        alone; None where that block needs added damping (the full path then decides)."""
+        coupled = self._coupled()
+        if coupled is None:
+            return None
+        block, added = robust_cholesky(self.K[:, coupled][:, :, coupled])
+        if bool((added > 0).any()):
+            return None
+        L = torch.diag_embed(torch.diagonal(self.K, dim1=1, dim2=2).sqrt())
+        L[:, coupled.view(-1, 1), coupled.view(1, -1)] = block
+        return L
 
     def relative_added_damping(self) -> float:
         """Largest ``added_damping`` relative to its ``K``'s mean diagonal (0: none)."""

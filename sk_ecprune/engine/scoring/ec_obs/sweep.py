@@ -78,6 +78,7 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
     first_row.scatter_reduce_(0, fid, torch.arange(n, device=device), "amin",
                               include_self=False)
     U = torch.empty(len(pairs), d, d, dtype=F64, device=device)
+    lead = _free_lead(metric, perm, first_row)
     step = max(1, 2**24 // (d * d))
     for f0 in range(0, len(pairs), step):
         rows = first_row[f0 : f0 + step]
@@ -85,24 +86,32 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
         # (K_pp)^-1 = (K^-1)_pp, gathered rows first, then columns
         sub = torch.gather(P[metric.group[rows].view(-1, 1), p], 2,
                            p.unsqueeze(1).expand(-1, d, -1))
-        # robust: a block of an ill-conditioned K^-1 may need a ridge
-        U[f0 : f0 + step] = robust_cholesky(sub, upper=True)[0]
-    return SweepPlan(U, fid, perm.contiguous(), _leading_decoupled(metric, U, perm, first_row))
+        U[f0 : f0 + step], lead = _upper_factor(sub, lead)
+    return SweepPlan(U, fid, perm.contiguous(), lead)
 
 
-def _leading_decoupled(metric, U, perm, first_row):
-    """How many leading columns of the sweep order have no off-diagonal entry in ``U``.
-
-    Constant inputs (``metric.free``: decoupled in ``K``, single cost 0) lead every order;
-    the factors keep their zeros, which is checked on those rows of ``U`` alone."""
+def _free_lead(metric, perm, first_row):
+    """How many leading columns of every factor's order are constant inputs
+    (``metric.free``: decoupled in ``K``, single cost 0, so they lead every order)."""
     if metric.free is None:
         return 0
     free = metric.free[metric.group[first_row]]  # (factors, d): each factor's row's inputs
-    leading = torch.cumprod(torch.gather(free, 1, perm[first_row]).to(torch.int8), 1)
-    p = int(leading.sum(1).min())
-    while p and bool((torch.triu(U[:, :p], 1) != 0).any()):
-        p //= 2  # not kept exactly by the factorisation: fewer, still checked
-    return p
+    return int(torch.cumprod(torch.gather(free, 1, perm[first_row]).to(torch.int8), 1)
+               .sum(1).min())
+
+
+def _upper_factor(sub, lead):
+    """``(U, lead)``: upper Cholesky factors of ``sub``, robust (a block of an
+    ill-conditioned ``K^-1`` may need a ridge). Its first ``lead`` rows and columns, where
+    they are decoupled (checked: no off-diagonal entry), get the full factorisation's
+    ``sqrt`` of the diagonal, and only the rest is factored; else ``lead`` drops to 0."""
+    if lead and not bool((torch.triu(sub[:, :lead], 1) != 0).any()):
+        rest, added = robust_cholesky(sub[:, lead:, lead:], upper=True)
+        if not bool((added > 0).any()):
+            U = torch.diag_embed(torch.diagonal(sub, dim1=1, dim2=2).sqrt())
+            U[:, lead:, lead:] = rest
+            return U, lead
+    return robust_cholesky(sub, upper=True)[0], 0
 
 
 def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32, decoupled=0):
