@@ -174,6 +174,30 @@ def test_statistics_with_inputs_constant_in_some_batches(hessian):
         np.testing.assert_allclose(sigma[unit].numpy(), expected, rtol=1e-10, atol=1e-14)
 
 
+def test_factor_and_inverse_with_constant_inputs_equal_the_full_ones():
+    """One K with constant inputs is factored and inverted on the other inputs' block; the
+    result equals the factorisation of the whole K (and a block that would need damping
+    takes the full path)."""
+    net = random_mlp([6, 5, 2], nn.Tanh, seed=6)
+    X = _data(d=6, seed=2)
+    X[:, [1, 4]] = torch.tensor([0.3, -2.0], dtype=torch.float64)
+    metric = _metrics(net, X, "shared")[0][0]
+    assert metric.free[0].tolist() == [False, True, False, False, True, False]
+    L = torch.linalg.cholesky(metric.K)
+    torch.testing.assert_close(metric.factor(), L, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(metric.inverse(), torch.cholesky_inverse(L), rtol=1e-10,
+                               atol=0.0)
+    singular = copy.deepcopy(metric)
+    singular._factor = singular._inverse = None
+    singular.K = singular.K.clone()
+    singular.K[0, 0, :] = singular.K[0, 2, :]
+    singular.K[0, :, 0] = singular.K[0, :, 2]  # inputs 0 and 2 alike: needs damping
+    singular.factor()
+    assert float(singular.added_damping[0]) > 0
+    L = torch.linalg.cholesky(singular.K)  # the damped K, as the full path leaves it
+    torch.testing.assert_close(singular.factor(), L, rtol=1e-8, atol=0.0)
+
+
 def test_greedy_prefix_cost_is_the_optimum_for_that_set():
     net = random_mlp([5, 4, 2], nn.Tanh, seed=5)
     X = _data()
