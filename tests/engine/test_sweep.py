@@ -6,8 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from sk_ecprune.engine.scoring.ec_obs.sweep import (SweepPlan, decoupled_costs, sweep, sweep_counts,
-                                                    sweep_margins)
+from sk_ecprune.engine.scoring.ec_obs.sweep import (
+    SweepPlan,
+    decoupled_costs,
+    sweep,
+    sweep_counts,
+    sweep_margins,
+)
 from sk_ecprune.engine.sensitivities import recorded_sensitivities
 
 F64 = torch.float64

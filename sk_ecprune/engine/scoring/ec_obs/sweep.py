@@ -169,8 +169,10 @@ def decoupled_costs(plan: SweepPlan, x0, beta):
     return torch.square(x / pivots).mul_(beta.double().unsqueeze(1))
 
 
-def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled=0, margins=False):
-    """:func:`sweep`'s work; also the (d, n) costs met when ``margins`` (else None)."""
+def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled=0, margins=False,
+               weights=True):
+    """:func:`sweep`'s work; also the (d, n) costs met when ``margins`` (else None); no
+    weights (None) when neither ``weights`` nor ``margins``."""
     n, d = x0.shape
     device = x0.device
     if not torch.is_tensor(tau):
@@ -210,8 +212,8 @@ def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled=0, margins=F
         if j1 < d:  # the block's errors reach the later columns in one product
             _spread(XT[j1:], errors, source(j0, j1, j1, d))
     removed = removed_t.view(d, n).T.contiguous()
-    if margins:  # the counts need no weights
-        return removed, None, costs_t.view(d, n)
+    if margins or not weights:  # the counts need no weights
+        return removed, None, None if costs_t is None else costs_t.view(d, n)
     X = XT.view(d, n).T.contiguous()
     X = X if all_live else torch.where(live.unsqueeze(1), X, x0.double())
     return removed, X.masked_fill_(removed, 0.0), None
@@ -354,9 +356,15 @@ def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements
     for t0 in range(0, len(taus), per):
         chunk = taus[t0 : t0 + per]
         tau = torch.tensor(chunk, dtype=F64, device=x0.device).repeat_interleave(n)
-        removed, below, above = sweep_margins(
-            plan.U, plan.fid.repeat(len(chunk)), xp.repeat(len(chunk), 1),
-            beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1), block, plan.decoupled)
+        stacked = (plan.U, plan.fid.repeat(len(chunk)), xp.repeat(len(chunk), 1),
+                   beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1))
+        if not spans:
+            removed = _run_sweep(*stacked, None, block, plan.decoupled, weights=False)[0]
+            per_row = removed.view(len(chunk), n, d).sum(2)
+            per_group = torch.stack([part.sum(1) for part in per_row.split(sizes, 1)], 1)
+            counts += per_group.tolist() if grouped else per_group[:, 0].tolist()
+            continue
+        removed, below, above = sweep_margins(*stacked, block, plan.decoupled)
         per_row = removed.view(len(chunk), n, d).sum(2)
         per_group = torch.stack([part.sum(1) for part in per_row.split(sizes, 1)], 1)
         rest_row = removed.view(len(chunk), n, d)[:, :, plan.decoupled:].sum(2)
