@@ -39,15 +39,17 @@ class _ECStatistics:
         self.second_moments = second_moments
         self.shift = self.B = self.A = self.C = None
 
-    def update(self, s: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None = None) -> None:
-        """Add a batch: sensitivities ``s`` (n, units), inputs ``z`` (n, in), weights ``w``."""
+    def update(self, s: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None = None,
+               z64: torch.Tensor | None = None) -> None:
+        """Add a batch: sensitivities ``s`` (n, units), inputs ``z`` (n, in), weights ``w``
+        (``z64``: ``z`` already converted to float64, if the caller has it)."""
         s, z = s.detach(), z.detach()
         if self.shift is None:
             self.shift = z.mean(0)
             self.B = torch.zeros(s.shape[1], dtype=torch.float64, device=s.device)
             self.A = torch.zeros(s.shape[1], z.shape[1], dtype=torch.float64, device=s.device)
             self.C = torch.zeros_like(self.A) if self.second_moments else None
-        centred = z.double() - self.shift.double()
+        centred = (z.double() if z64 is None else z64) - self.shift.double()
         if w is None:
             self.total += z.shape[0]
         else:

@@ -61,11 +61,11 @@ class UnitStatistics:
     def update(self, s: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None = None) -> None:
         """Add a batch: sensitivities ``s`` (n, out), inputs ``z`` (n, in), row weights ``w``."""
         s, z = s.detach(), z.detach()
-        self.ec.update(s, z, w)
+        raw, z = z, z.double()  # converted once for both
+        self.ec.update(s, raw, w, z)
         if w is not None:
             s = s * w.unsqueeze(1)
         v = (s if self.hessian == "exact" else self._combined(s)).double().clamp_min(0)
-        raw, z = z, z.double()
         if self.Bk is None:
             m, d = v.shape[1], z.shape[1]
             self.Bk = torch.zeros(m, dtype=F64, device=z.device)
