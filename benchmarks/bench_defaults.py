@@ -33,49 +33,86 @@ from _common import RESULTS_DIR, Log, environment_line, fmt, parser, select_task
 
 OUT_DIR = RESULTS_DIR / "defaults"
 HIDDEN = (64, 64)
-#: Configuration -> parameters of the package's estimator (on top of its defaults).
+#: The paper's protocol, as ``reproduce_paper.py`` and the EC+ benchmarks pass it.
+PAPER = dict(activation="prelu", batch_size=32, max_epochs=15, finetune_epochs=15,
+             n_iter_no_change=None, weight_decay=0.0)
+#: scikit-learn's schedule: batch ``min(200, n)``, up to 200 epochs, stop on the training loss.
+SKLEARN_LIKE = dict(batch_size="auto", max_epochs=200, finetune_epochs=50, n_iter_no_change=10,
+                    tol=1e-4, weight_decay=0.0)
+#: Configuration -> parameters of the package's estimator (on top of its defaults). Keys
+#: starting with "_" are the benchmark's: ``_ratios`` (default both 0 and 0.8), ``_kinds``
+#: (``"classification"``/``"regression"``: only those tasks), ``_scale_target`` (the
+#: regressor behind a ``TransformedTargetRegressor`` with a ``StandardScaler``), ``_tol_mode``
+#: (``"abs"``: scikit-learn's absolute ``tol``, by setting the module constant for the fit).
 CONFIGS = {
     "defaults": {},
-    "relu_b200": dict(activation="relu", batch_size=200),
-    "relu_b200_e100": dict(activation="relu", batch_size=200, max_epochs=100,
-                           finetune_epochs=50),
-    "relu_b200_es": dict(activation="relu", batch_size=200, max_epochs=200,
-                         finetune_epochs=100, early_stopping=True),
+    "paper": PAPER,
+    "relu_auto": dict(SKLEARN_LIKE, activation="relu"),
+    "prelu_auto": dict(SKLEARN_LIKE, activation="prelu"),
+    "relu_auto_ft100": dict(SKLEARN_LIKE, activation="relu", finetune_epochs=100, _ratios=(0.8,)),
+    "relu_auto_wd": dict(SKLEARN_LIKE, activation="relu", weight_decay=1e-4, _ratios=(0.0,)),
+    "relu_auto_scaled": dict(SKLEARN_LIKE, activation="relu", _scale_target=True,
+                             _kinds=("regression",)),
+    "relu_auto_abs_tol": dict(SKLEARN_LIKE, activation="relu", _tol_mode="abs", _ratios=(0.0,),
+                              _kinds=("regression",)),
 }
 CSV_COLUMNS = ["task", "estimator", "config", "prune_ratio", "fold", "score", "test_loss",
                "train_loss", "fit_time_s", "n_iter"]
+TASKS = ("digits", "breast_cancer", "wine", "diabetes", "friedman1", "pde")
+CLASSIFICATION = ("digits", "breast_cancer", "wine")
+#: Simulations of the PDE surrogate (640 rows each) and the rows kept.
+PDE_SIMULATIONS, PDE_ROWS = 30, 19_200
 
 
 def configuration(mode):
     if mode == "run":
-        return [dict(name=n, n_rows=None) for n in ("digits", "breast_cancer", "diabetes",
-                                                    "friedman1")]
+        return [dict(name=n, n_rows=None) for n in TASKS]
     if mode == "tiny":
-        return [dict(name="digits", n_rows=300)]
+        return [dict(name="digits", n_rows=300), dict(name="pde", n_rows=300)]
     raise ValueError(f"Unknown mode {mode!r}.")
 
 
 def load(task):
-    """(X, y, classification, needs_scaler)."""
+    """(X, y, groups, classification, needs_scaler); ``groups`` are the PDE's simulations
+    (the folds never split one), else None."""
     from sklearn import datasets
 
-    name = task["name"]
+    from sk_ecprune.datasets import make_diffusion_sorption
+
+    name, groups = task["name"], None
     if name == "digits":
         X, y = datasets.load_digits(return_X_y=True)
-        X, classification, scale = X / 16.0, True, False
+        X, scale = X / 16.0, False
     elif name == "breast_cancer":
-        (X, y), classification, scale = datasets.load_breast_cancer(return_X_y=True), True, True
+        (X, y), scale = datasets.load_breast_cancer(return_X_y=True), True
+    elif name == "wine":
+        (X, y), scale = datasets.load_wine(return_X_y=True), True
     elif name == "diabetes":
-        (X, y), classification, scale = datasets.load_diabetes(return_X_y=True), False, True
-    else:
+        (X, y), scale = datasets.load_diabetes(return_X_y=True), True
+    elif name == "friedman1":
         X, y = datasets.make_friedman1(n_samples=1000, noise=1.0, random_state=0)
-        classification, scale = False, True
+        scale = True
+    else:
+        X, y, groups = make_diffusion_sorption(n_samples=PDE_SIMULATIONS, return_groups=True,
+                                               random_state=0)
+        scale = True
     if task["n_rows"]:
-        X, y = X[: task["n_rows"]], y[: task["n_rows"]]
-    return X.astype(np.float32), y, classification, scale
+        rows = np.random.default_rng(0).permutation(len(X))[: task["n_rows"]]
+        rows = rows if name == "pde" else np.arange(task["n_rows"])
+        X, y = X[rows], y[rows]
+        groups = None if groups is None else groups[rows]
+    return X.astype(np.float32), y, groups, name in CLASSIFICATION, scale
+
+
+def applies(config, ratio, classification):
+    params = CONFIGS[config]
+    kind = "classification" if classification else "regression"
+    return ratio in params.get("_ratios", (0.0, 0.8)) and kind in params.get(
+        "_kinds", ("classification", "regression"))
 
 
 def make(estimator, config, ratio, classification, scale, seed, tiny):
+    from sklearn.compose import TransformedTargetRegressor
     from sklearn.neural_network import MLPClassifier, MLPRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -88,12 +125,35 @@ def make(estimator, config, ratio, classification, scale, seed, tiny):
                     **(dict(max_iter=5) if tiny else {}))
     else:
         cls = PrunedMLPClassifier if classification else PrunedMLPRegressor
-        params = dict(CONFIGS[config], hidden_layer_sizes=HIDDEN, prune_ratio=ratio,
-                      random_state=seed)
+        options = CONFIGS[config]
+        params = dict({k: v for k, v in options.items() if not k.startswith("_")},
+                      hidden_layer_sizes=HIDDEN, prune_ratio=ratio, random_state=seed)
         if tiny:
             params.update(max_epochs=2, finetune_epochs=2)
         model = cls(**params)
+        if options.get("_scale_target"):
+            model = TransformedTargetRegressor(model, transformer=StandardScaler())
     return make_pipeline(StandardScaler(), model) if scale else model
+
+
+def fit_timed(model, X, y, tol_mode):
+    """Fit ``model``; its wall time. ``tol_mode``: the stopping rule's, for this fit only."""
+    from sk_ecprune.estimators import _build
+
+    saved = _build.TOL_MODE
+    _build.TOL_MODE = tol_mode or saved
+    try:
+        start = time.perf_counter()
+        model.fit(X, y)
+        return time.perf_counter() - start
+    finally:
+        _build.TOL_MODE = saved
+
+
+def epochs_run(model):
+    final = model[-1] if hasattr(model, "steps") else model
+    final = getattr(final, "regressor_", final)  # TransformedTargetRegressor
+    return final.n_iter_
 
 
 def losses(model, X, y, classification):
@@ -106,26 +166,30 @@ def losses(model, X, y, classification):
 
 def run_task(task, configs, log, tiny=False):
     import torch
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
     torch.set_num_threads(1)
-    X, y, classification, scale = load(task)
-    folds = (StratifiedKFold if classification else KFold)(3, shuffle=True, random_state=0)
+    X, y, groups, classification, scale = load(task)
+    if groups is not None:
+        splits = GroupKFold(3).split(X, y, groups)
+    else:
+        splits = (StratifiedKFold if classification else KFold)(
+            3, shuffle=True, random_state=0).split(X, y)
     runs = [("sklearn", "defaults", 0.0)] + [("sk_ecprune", c, r) for c in configs
-                                             for r in (0.0, 0.8)]
+                                             for r in (0.0, 0.8)
+                                             if applies(c, r, classification)]
     rows = []
-    for fold, (train, test) in enumerate(folds.split(X, y)):
+    for fold, (train, test) in enumerate(splits):
         for estimator, config, ratio in runs:
             model = make(estimator, config, ratio, classification, scale, fold, tiny)
-            start = time.perf_counter()
-            model.fit(X[train], y[train])
-            elapsed = time.perf_counter() - start
-            final = model[-1] if hasattr(model, "steps") else model
+            elapsed = fit_timed(model, X[train], y[train],
+                                CONFIGS[config].get("_tol_mode") if estimator != "sklearn"
+                                else None)
             rows.append(dict(task=task["name"], estimator=estimator, config=config,
                              prune_ratio=ratio, fold=fold, score=model.score(X[test], y[test]),
                              test_loss=losses(model, X[test], y[test], classification),
                              train_loss=losses(model, X[train], y[train], classification),
-                             fit_time_s=elapsed, n_iter=final.n_iter_))
+                             fit_time_s=elapsed, n_iter=epochs_run(model)))
         log(f"[{task['name']}] fold {fold} done")
     return rows
 
@@ -136,7 +200,7 @@ def summary_tables(frame):
         sk = rows[rows.estimator == "sklearn"]
         ref_score, ref_time = sk.score.mean(), sk.fit_time_s.mean()
         out += [f"### {task} ({rows.fold.nunique()}-fold CV; score: "
-                f"{'accuracy' if task in ('digits', 'breast_cancer') else 'R²'})\n",
+                f"{'accuracy' if task in CLASSIFICATION else 'R²'})\n",
                 "| estimator | config | prune_ratio | score (mean) | test loss / train loss "
                 "(mean) | fit time (s) | time / sklearn's | epochs |",
                 "|---|---|---:|---:|---|---:|---:|---:|"]

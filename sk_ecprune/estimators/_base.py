@@ -119,12 +119,12 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
                                  "ECOBSRounding(damp=0.1))")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "finetune_lr": [NONE, Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None)],
+        "batch_size": [Options({"auto"}), Interval(Integral, 1, None)],
         "optimizer": [Options(OPTIMIZERS), CALLABLE],
         "weight_decay": [Interval(Real, 0, None)],
         "early_stopping": [BOOLEAN],
         "validation_fraction": [NONE, Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None)],
+        "n_iter_no_change": [NONE, Interval(Integral, 1, None)],
         "tol": [Interval(Real, 0, None)],
         "device": [DEVICE],
         "random_state": [RANDOM_STATE],
@@ -233,7 +233,8 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         try:
             data = self._validate(X, y, sample_weight)
             self._progress_ = fit_progress(self)
-            self.net_ = build_net(self, data.hidden_layer_sizes, data.device, data.seed)
+            self.net_ = build_net(self, data.hidden_layer_sizes, data.device, data.seed,
+                                  len(data.X))
             check_module(self, self.net_.module, data.X)
             self._fit_dense(data)
             self._prune_and_finetune(data)

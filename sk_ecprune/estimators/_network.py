@@ -51,6 +51,7 @@ RESERVED_CALLBACK_NAMES = frozenset(
         "raise_on_divergence",
         "valid_score",
         "early_stopping",
+        "stop_on_train_loss",
         "epoch_log",
         "progress_bar",
         # skorch's default callbacks
