@@ -184,7 +184,12 @@ def _train_split(estimator, seed):
 
 def _optimizer_options(estimator, device):
     """``optimizer`` and its ``optimizer__*`` options (the estimator's ``optimizer__*``
-    parameters override the ones derived from ``weight_decay``)."""
+    parameters override the ones derived from ``weight_decay``).
+
+    A callable that is not a name receives ``weight_decay`` only where it takes an argument
+    of that name (a ``torch.optim`` class, a ``functools.partial`` of one): a factory
+    ``lambda params, lr: ...`` sets its own penalty.
+    """
     optimizer = estimator.optimizer
     options = {}
     if isinstance(optimizer, str):
@@ -195,11 +200,20 @@ def _optimizer_options(estimator, device):
             # operation: on small networks the optimizer step costs as much as the
             # forward and backward passes together
             options["optimizer__fused"] = True
-    elif estimator.weight_decay:
+    elif estimator.weight_decay and _takes_argument(optimizer, "weight_decay"):
         options["optimizer__weight_decay"] = estimator.weight_decay
     options["optimizer"] = optimizer
     options.update(nested_params(estimator, "optimizer__"))  # the user's word is the last
     return options
+
+
+def _takes_argument(function, name):
+    """Whether ``function(..., name=...)`` is accepted, by its signature (True when unknown)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 @functools.lru_cache(maxsize=None)

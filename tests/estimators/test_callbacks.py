@@ -21,7 +21,7 @@ from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators import _skorch_internals as internals
 from sk_ecprune.estimators._params import InvalidParameterError
 
-FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2,
+FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2, batch_size=32,
             random_state=0)
 
 
@@ -79,7 +79,7 @@ def test_gradient_norm_clipping(reg_data, shortcuts, monkeypatch):
     X, y = reg_data
     start = PrunedMLPRegressor(**{**FAST, "max_epochs": 0, "finetune_epochs": 0},
                                prune_ratio=0).fit(X, y)  # the initial weights
-    params = dict(FAST, optimizer="sgd", prune_ratio=0)
+    params = dict(FAST, optimizer="sgd", prune_ratio=0, weight_decay=0.0)  # no L2 step
     params["finetune_epochs"] = 0
     free = PrunedMLPRegressor(**params).fit(X, y)
     clipped = PrunedMLPRegressor(**params, callbacks=[
