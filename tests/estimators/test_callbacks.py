@@ -110,6 +110,7 @@ def test_removed_weights_stay_zero_whatever_the_user_callbacks_do(reg_data, shor
         (dict(callbacks=LRScheduler()), "must be None or a list"),
         (dict(callbacks=["lr"]), "not a skorch Callback"),
         (dict(callbacks=[("hold_removed_weights", RegrowWeights())]), "package's own"),
+        (dict(callbacks=[("stop_on_train_loss", RegrowWeights())]), "package's own"),
         (dict(callbacks=[RegrowWeights(), RegrowWeights()]), "two callbacks are named"),
         (dict(callbacks=[EarlyStopping()]), "early_stopping=True"),
         (dict(callbacks__hold_removed_weights__masks=None), "package's own"),
@@ -117,7 +118,8 @@ def test_removed_weights_stay_zero_whatever_the_user_callbacks_do(reg_data, shor
          "no callback named 'lrs'"),
         (dict(optimizer__momentum=0.9), "Adam takes no such argument"),
     ],
-    ids=["not-a-list", "not-a-callback", "reserved-name", "duplicate", "skorch-early-stopping",
+    ids=["not-a-list", "not-a-callback", "reserved-name", "reserved-stopping-name", "duplicate",
+         "skorch-early-stopping",
          "package-callback-param", "unknown-callback-param", "optimizer-argument"],
 )
 def test_bad_callbacks_and_nested_parameters(params, match, reg_data):
