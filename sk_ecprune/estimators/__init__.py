@@ -17,8 +17,12 @@ Where each part lives:
 # The first torch optimizer built in a process imports torch._dynamo (about 800 modules,
 # sympy among them: about a second). Paid here, when the estimators are imported, it does
 # not land inside the first fit, so that each worker of a search fits as fast the first
-# time as the next (and ``fit_time`` means the fit).
-import torch._dynamo  # noqa: F401  (isort: skip)
+# time as the next (and ``fit_time`` means the fit). A private module: some torch releases
+# refuse to import it on some Pythons (torch 2.2 on 3.12), and then the first fit pays as before.
+try:
+    import torch._dynamo  # noqa: F401  (isort: skip)
+except Exception:  # pragma: no cover - depends on the torch build
+    pass
 
 from ._mlp import PrunedMLPClassifier, PrunedMLPRegressor
 
