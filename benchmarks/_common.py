@@ -123,9 +123,16 @@ def narrow_widths(n_in, hidden, n_out, target):
     return best[1]
 
 
+#: The paper's training protocol, which the estimators' defaults no longer are: every epoch
+#: runs (no stopping rule), no weight penalty; with the task's epochs and batch size.
+PAPER_TRAINING = dict(activation="prelu", optimizer="adam", lr=1e-3, n_iter_no_change=None,
+                      weight_decay=0.0)
+
+
 def make_estimator(task, **params):
-    """The paper's estimator for ``task`` (15 + 15 epochs, Adam, PReLU), one-shot Euclidean EC
-    unless ``params`` say otherwise; the regressor behind a ``StandardScaler``.
+    """The paper's estimator for ``task`` (15 + 15 epochs, Adam, PReLU, every epoch run, no
+    weight penalty), one-shot Euclidean EC unless ``params`` say otherwise; the regressor
+    behind a ``StandardScaler``.
 
     A task may set its own protocol: ``dense_epochs`` (the dense stage's ``max_epochs``;
     default ``epochs``, which is then the fine-tuning's) and ``params`` (estimator parameters
@@ -135,8 +142,8 @@ def make_estimator(task, **params):
 
     from sk_ecprune import PrunedMLPClassifier, PrunedMLPRegressor
 
-    base = dict(hidden_layer_sizes=task["hidden"], activation="prelu", optimizer="adam",
-                lr=1e-3, max_epochs=task.get("dense_epochs", task["epochs"]),
+    base = dict(PAPER_TRAINING, hidden_layer_sizes=task["hidden"],
+                max_epochs=task.get("dense_epochs", task["epochs"]),
                 finetune_epochs=task["epochs"], batch_size=task["batch_size"], scope="global",
                 output_metric="euclidean", prune_steps=1, gradual=False)
     base.update(task.get("params", {}))

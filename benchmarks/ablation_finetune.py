@@ -124,7 +124,7 @@ class MagnitudeChoiceWithUpdate(WeightScorer):
 ONE_SHOT = dict(prune_steps=1, gradual=False)
 GRADUAL = dict(prune_steps=5, gradual=True)
 #: Both stages until the validation loss stalls (10% held out, patience 10), at most 200 + 100.
-LONG_ES = dict(max_epochs=200, finetune_epochs=100, early_stopping=True)
+LONG_ES = dict(max_epochs=200, finetune_epochs=100, early_stopping=True, n_iter_no_change=10)
 #: Variant -> (group, estimator parameters, fine-tuning options).
 WEIGHT_VARIANTS = {
     "ecobs": ("selection", dict(method="ec_obs", **ONE_SHOT), {}),
@@ -362,7 +362,7 @@ def run_job(task, data, job, memory, threads=1):
                     lr=1e-3, max_epochs=task["epochs"],
                     finetune_epochs=task.get("finetune_epochs", task["epochs"]),
                     batch_size=task["batch_size"], random_state=int(seed), prune_ratio=ratio,
-                    memory=memory)
+                    memory=memory, n_iter_no_change=None, weight_decay=0.0)
     estimator = ablated_class(base)(**{**settings, **params})
     estimator._ablation = dict(options, recorder=recorder)
     original = neurons.layer_metrics

@@ -60,7 +60,8 @@ def load(task):
 
 def configs(epochs):
     common = dict(hidden_layer_sizes=(32, 32), lr=1e-3, batch_size=32, max_epochs=epochs,
-                  finetune_epochs=epochs)
+                  finetune_epochs=epochs, activation="prelu", weight_decay=0.0,
+                  n_iter_no_change=None)  # the settings of the run recorded in RESULTS.md
     es = dict(early_stopping=True, validation_fraction=0.1, n_iter_no_change=10)
     out = {"sklearn_mlp_es": "sklearn", "dense": dict(common, prune_ratio=0.0),
            "dense_es": dict(common, prune_ratio=0.0, **es)}

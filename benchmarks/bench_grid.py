@@ -78,7 +78,8 @@ def run_config(X, y, groups, max_epochs, finetune_epochs, n_jobs, ratios, repeat
     pipe = make_pipeline(
         StandardScaler(),
         PrunedMLPRegressor(max_epochs=max_epochs, finetune_epochs=finetune_epochs,
-                           random_state=0),
+                           random_state=0, activation="prelu", batch_size=32,
+                           n_iter_no_change=None, weight_decay=0.0),
     )
     grid = {"prunedmlpregressor__prune_ratio": ratios,
             "prunedmlpregressor__method": METHODS}

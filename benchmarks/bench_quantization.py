@@ -291,7 +291,9 @@ def quantization_cost(cost):
         X = (np.tile(X, (reps, 1)) + noise)[: cost["tile_to"]].astype(np.float32)
         y = np.tile(y, reps)[: cost["tile_to"]]
     clf = PrunedMLPClassifier(hidden_layer_sizes=cost["hidden"], max_epochs=cost["epochs"],
-                              prune_ratio=0.0, finetune_epochs=0, random_state=0).fit(X, y)
+                              prune_ratio=0.0, finetune_epochs=0, random_state=0,
+                              activation="prelu", batch_size=32, n_iter_no_change=None,
+                              weight_decay=0.0).fit(X, y)
     epoch_s = float(np.mean(clf.history_dense_[:, "dur"]))
     data = SimpleNamespace(X=torch.as_tensor(np.asarray(X, dtype=np.float32)),
                            sample_weight=None, seed=0)

@@ -97,6 +97,8 @@ def fit_ours(case, epochs, finetune_epochs=0, prune_ratio=0.0, device="cpu"):
         batch_size=case["batch_size"],
         device=device,
         random_state=0,
+        n_iter_no_change=None,  # every epoch runs: the epochs are what is timed
+        weight_decay=0.0,
     )
     return est.fit(case["X"], case["y"])
 

@@ -270,10 +270,38 @@ def test_quick_never_overrides_an_explicit_option(monkeypatch, data_dir):
     assert main(["fit", str(data_dir / "animals.csv"), "--target", "label", "--quick",
                  "--epochs", "7", "--prune-ratio", "0.3"]) == 0
     assert calls[-1]["epochs"] == 7 and calls[-1]["prune_ratio"] == 0.3
-    assert calls[-1]["finetune_epochs"] == 7 and calls[-1]["hidden_layer_sizes"] == [16]
+    assert calls[-1]["finetune_epochs"] == 2 and calls[-1]["hidden_layer_sizes"] == [16]
     assert main(["fit", str(data_dir / "animals.csv"), "--target", "label", "--quick",
                  "--quantize-bits", "4", "--quantize-method", "gptq"]) == 0
     from sk_ecprune.cli._args import model_params
 
     params = model_params(argparse.Namespace(**calls[-1]))
     assert params["quantize_bits"] == 4 and params["quantize_method"] == "gptq"
+
+
+# ------------------------------------------------- the defaults are the estimators'
+def test_model_defaults_are_the_estimators_defaults():
+    from sk_ecprune import PrunedMLPClassifier
+    from sk_ecprune.cli._args import ESTIMATOR_PARAMS, MODEL_DEFAULTS
+
+    estimator = PrunedMLPClassifier().get_params()
+    for option, value in MODEL_DEFAULTS.items():
+        param = ESTIMATOR_PARAMS.get(option)
+        # the CLI prunes by default and seeds its split: those two are its own
+        if param in estimator and param not in ("prune_ratio", "random_state"):
+            expected = value if not isinstance(value, list) else tuple(value)
+            assert estimator[param] == expected, option
+
+
+def test_batch_size_takes_auto_or_a_positive_integer(monkeypatch, data_dir):
+    import sk_ecprune.cli._fit as fit
+
+    calls = []
+    monkeypatch.setattr(fit, "run_fit", lambda args: calls.append(vars(args)) or 0)
+    csv = str(data_dir / "animals.csv")
+    assert main(["fit", csv, "--target", "label", "--batch-size", "AUTO"]) == 0
+    assert calls[-1]["batch_size"] == "auto"
+    assert main(["fit", csv, "--target", "label", "--batch-size", "16"]) == 0
+    assert calls[-1]["batch_size"] == 16
+    assert main(["fit", csv, "--target", "label"]) == 0
+    assert calls[-1]["batch_size"] == "auto" and calls[-1]["epochs"] == 200

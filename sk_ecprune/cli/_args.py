@@ -78,6 +78,11 @@ def positive_int(text):
     return value
 
 
+def batch_size(text):
+    """``auto`` or an integer >= 1 (``--batch-size``)."""
+    return "auto" if text.strip().lower() == "auto" else positive_int(text)
+
+
 def nonnegative_int(text):
     value = _number(text, int)
     if value < 0:
@@ -157,7 +162,7 @@ def add_model_options(parser, methods, with_ratio=True):
                        help="widths of the hidden layers (default: 64 64; --quick: 16)")
     group.add_argument("--activation", choices=["prelu", "relu", "tanh", "gelu", "silu",
                                                  "logistic", "identity"],
-                       help="hidden activation (default: prelu)")
+                       help="hidden activation (default: relu)")
     if with_ratio:
         group.add_argument("--prune-ratio", type=pruning_ratio, metavar="R",
                            help="fraction of the weights removed, in [0, 1) (default: 0.8)")
@@ -166,12 +171,13 @@ def add_model_options(parser, methods, with_ratio=True):
     group.add_argument("--granularity", choices=["weight", "neuron"],
                        help="remove single weights or whole hidden units (default: weight)")
     group.add_argument("--epochs", type=positive_int, metavar="N",
-                       help="epochs of dense training (default: 15; --quick: 2)")
+                       help="most epochs of dense training; it stops earlier when the training loss "
+                            "stalls (default: 200; --quick: 2)")
     group.add_argument("--finetune-epochs", type=nonnegative_int, metavar="N",
-                       help="epochs of fine-tuning after pruning (default: as --epochs)")
+                       help="most epochs of fine-tuning after pruning (default: 50; --quick: 2)")
     group.add_argument("--lr", type=positive_float, help="learning rate (default: 0.001)")
-    group.add_argument("--batch-size", type=positive_int, metavar="N",
-                       help="mini-batch size (default: 32)")
+    group.add_argument("--batch-size", type=batch_size, metavar="N",
+                       help="mini-batch size, or auto: min(200, training rows) (default: auto)")
     group.add_argument("--quantize-bits", type=quantize_bits, metavar="B",
                        help="round the final weights to B-bit grids, 2 to 8 (default: float)")
     group.add_argument("--quantize-method", choices=sorted(QUANTIZERS),
@@ -182,10 +188,12 @@ def add_model_options(parser, methods, with_ratio=True):
 
 
 #: Defaults of the model options, full and with --quick.
-MODEL_DEFAULTS = {"hidden_layer_sizes": [64, 64], "activation": "prelu", "prune_ratio": 0.8,
-                  "method": "ec_obs", "granularity": "weight", "epochs": 15, "lr": 1e-3,
-                  "batch_size": 32, "random_state": 0}
-QUICK_MODEL_DEFAULTS = {**MODEL_DEFAULTS, "hidden_layer_sizes": [16], "epochs": 2}
+#: Those the estimators share take the estimators' defaults (a test checks that they agree).
+MODEL_DEFAULTS = {"hidden_layer_sizes": [64, 64], "activation": "relu", "prune_ratio": 0.8,
+                  "method": "ec_obs", "granularity": "weight", "epochs": 200,
+                  "finetune_epochs": 50, "lr": 1e-3, "batch_size": "auto", "random_state": 0}
+QUICK_MODEL_DEFAULTS = {**MODEL_DEFAULTS, "hidden_layer_sizes": [16], "epochs": 2,
+                        "finetune_epochs": 2}
 
 
 def fill_defaults(args, defaults):
@@ -193,8 +201,6 @@ def fill_defaults(args, defaults):
     for name, value in defaults.items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
-    if hasattr(args, "finetune_epochs") and args.finetune_epochs is None:
-        args.finetune_epochs = args.epochs
     return args
 
 

@@ -38,7 +38,8 @@ def run_demo(seeds=(0, 1, 2, 3, 4), ratios=(0.5, 0.7, 0.9),
         X / 16.0, y, test_size=0.25, stratify=y, random_state=0
     )
     base = PrunedMLPClassifier(hidden_layer_sizes=hidden_layer_sizes, activation="prelu",
-                               max_epochs=epochs, finetune_epochs=epochs)
+                               max_epochs=epochs, finetune_epochs=epochs, batch_size=32,
+                               n_iter_no_change=None, weight_decay=0.0)  # the paper's
     rows = []
     for seed in seeds:
         dense = clone(base).set_params(prune_ratio=0.0, finetune_epochs=0, random_state=seed)

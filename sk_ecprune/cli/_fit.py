@@ -86,11 +86,13 @@ def _fit(model, task, X_train, y_train, args, cache):
 
 
 def _dense_score(model, X_train, y_train, X_test, y_test):
-    """Test score of the dense network the fitted ``model`` was pruned from."""
+    """Test score of the dense network the fitted ``model`` was pruned from, and the epochs
+    its training ran (the stopping rule decides how many)."""
     prefix = mlp_prefix(model)
     dense = clone(model).set_params(**{prefix + "prune_ratio": 0.0,
                                        prefix + "finetune_epochs": 0})
-    return dense.fit(X_train, y_train).score(X_test, y_test)
+    score = dense.fit(X_train, y_train).score(X_test, y_test)
+    return score, mlp_of(dense).n_iter_
 
 
 def _cv_lines(search):
@@ -129,7 +131,7 @@ def run_fit(args):
     return 0
 
 
-def _report(fitted, search, task, dense_score, X_test, y_test, args, start):
+def _report(fitted, search, task, dense, X_test, y_test, args, start):
     mlp = mlp_of(fitted)
     for line in _cv_lines(search) if search is not None else ():
         print(line)
@@ -138,8 +140,9 @@ def _report(fitted, search, task, dense_score, X_test, y_test, args, start):
     print(f"network: {mlp.n_features_in_}-{'-'.join(map(str, mlp.hidden_layer_sizes_))}-"
           f"{mlp.n_outputs_}, {mlp.activation}; method {mlp.method}, granularity "
           f"{mlp.granularity}, prune ratio {mlp.prune_ratio:g}")
+    dense_score, dense_epochs = dense
     print(f"test {metric}: {score:.6f} pruned, {dense_score:.6f} dense "
-          f"(before pruning, {mlp.max_epochs} epochs)")
+          f"(before pruning, {dense_epochs} epochs)")
     nonzero = sum(int(np.count_nonzero(c)) for c in mlp.coefs_)
     print(f"sparsity: {mlp.sparsity_:.1%} of the weights removed ({nonzero} nonzero left)")
     if args.out is not None:

@@ -119,12 +119,12 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
                                  "ECOBSRounding(damp=0.1))")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "finetune_lr": [NONE, Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None)],
+        "batch_size": [Options({"auto"}), Interval(Integral, 1, None)],
         "optimizer": [Options(OPTIMIZERS), CALLABLE],
         "weight_decay": [Interval(Real, 0, None)],
         "early_stopping": [BOOLEAN],
         "validation_fraction": [NONE, Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None)],
+        "n_iter_no_change": [NONE, Interval(Integral, 1, None)],
         "tol": [Interval(Real, 0, None)],
         "device": [DEVICE],
         "random_state": [RANDOM_STATE],
@@ -135,7 +135,7 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
     def __init__(
         self,
         hidden_layer_sizes=(64, 64),
-        activation="prelu",
+        activation="relu",
         prune_ratio=0.5,
         method="ec_obs",
         scope="global",
@@ -145,15 +145,15 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         layer_floor=0.0,
         scoring_samples=8192,
         output_metric="auto",
-        max_epochs=15,
-        finetune_epochs=15,
+        max_epochs=200,
+        finetune_epochs=50,
         quantize_bits=None,
         quantize_method="ec_obs",
         lr=1e-3,
         finetune_lr=None,
-        batch_size=32,
+        batch_size="auto",
         optimizer="adam",
-        weight_decay=0.0,
+        weight_decay=1e-4,
         early_stopping=False,
         validation_fraction=None,
         n_iter_no_change=10,
@@ -233,7 +233,8 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         try:
             data = self._validate(X, y, sample_weight)
             self._progress_ = fit_progress(self)
-            self.net_ = build_net(self, data.hidden_layer_sizes, data.device, data.seed)
+            self.net_ = build_net(self, data.hidden_layer_sizes, data.device, data.seed,
+                                  len(data.X))
             check_module(self, self.net_.module, data.X)
             self._fit_dense(data)
             self._prune_and_finetune(data)
@@ -301,7 +302,7 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         progress = self._progress_
         if progress is not None:
             progress.begin(
-                f"dense training: {self.max_epochs} epochs" if self.max_epochs else
+                f"dense training: {self._upto}{self.max_epochs} epochs" if self.max_epochs else
                 "no dense training (max_epochs=0): the module is pruned as given"
             )
         fixed_seed = self.random_state is not None and self.random_state is not np.random
@@ -431,7 +432,7 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         if epochs > 0:
             self._divergence_.stage = stage
             if self._progress_ is not None:
-                self._progress_.begin(f"{stage}: {epochs} epochs")
+                self._progress_.begin(f"{stage}: {self._upto}{epochs} epochs")
                 for name, callback in self.net_.callbacks_:
                     if name in ("epoch_log", "progress_bar"):
                         callback.stage, callback.epochs = stage, epochs
@@ -595,6 +596,11 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
     _divergence_advice_extra = ""
     _out_activation = "identity"  # what the fitted out_activation_ says
     _validation_score = "r2"  # scikit-learn's validation score for early stopping
+
+    @property
+    def _upto(self):
+        """"up to " where a stopping rule may end a stage before its last epoch."""
+        return "" if self.n_iter_no_change is None and not self.early_stopping else "up to "
 
     def _divergence_advice(self):
         return (

@@ -197,9 +197,9 @@ def dense_spec(estimator, seed):
         params["random_state"] = int(seed)  # a RandomState instance: its draw is the seed
     if "validation_fraction" in params:  # None with early stopping is 0.1
         params["validation_fraction"] = validation_fraction(estimator)
-    if not params.get("early_stopping", True):
-        # they act only with early stopping: without it, any value trains one network
-        params["n_iter_no_change"] = params["tol"] = None
+    if params.get("n_iter_no_change", 0) is None and not params.get("early_stopping", True):
+        # no stopping rule at all (every epoch runs): any tol trains one network
+        params["tol"] = None
     fit_attributes = {
         name: getattr(estimator, name) for name in _FIT_ATTRIBUTES if hasattr(estimator, name)
     }
@@ -258,7 +258,7 @@ def train_dense(spec, X, y, sample_weight=None, estimator_class=None, verbose=0)
     sizes = check_hidden_layer_sizes(twin.hidden_layer_sizes)
     device = check_device(twin.device)
     seed = spec["seed"]
-    net = build_net(twin, sizes, device, seed)
+    net = build_net(twin, sizes, device, seed, len(X))
     weights = None if sample_weight is None else to_tensor(sample_weight)
     net.fit(net_inputs(to_tensor(X), weights), to_tensor(y))
     content = {

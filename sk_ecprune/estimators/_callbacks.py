@@ -172,9 +172,10 @@ class StopEarly(EarlyStopping):
         except KeyboardInterrupt as exc:
             if isinstance(exc, TrainingStopped) or self.misses_ != self.patience:
                 raise
+            by = (f"{self.threshold} times its best value" if self.threshold_mode == "rel"
+                  else f"{self.threshold}")
             raise TrainingStopped(
-                f"{self.monitor} did not improve by at least {self.threshold} for "
-                f"{self.patience} epochs"
+                f"{self.monitor} did not decrease by at least {by} for {self.patience} epochs"
             ) from None
 
 

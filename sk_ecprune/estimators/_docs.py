@@ -7,10 +7,11 @@ _PARAMS_DOC = """
         Width of each hidden layer (at least 1); an int means one hidden layer and an
         empty tuple a linear model. Ignored when ``module`` is given.
 
-    activation : {"prelu", "relu", "tanh", "logistic", "gelu", "silu", "identity"}, \
-default="prelu"
+    activation : {"relu", "prelu", "tanh", "logistic", "gelu", "silu", "identity"}, \
+default="relu"
         Activation after each hidden layer. ``"prelu"`` learns one negative slope per
-        layer. The output layer has none. Ignored when ``module`` is given.
+        layer (the paper's networks). The output layer has none. Ignored when ``module``
+        is given.
 
     prune_ratio : float in [0, 1), default=0.5
         Fraction of the weights (biases excluded) removed after the dense training.
@@ -73,13 +74,16 @@ default="prelu"
         (the change of the predicted distribution) and, for the squared-error regressor,
         the Euclidean metric itself. ``"auto"`` is ``"fisher"``.
 
-    max_epochs : int >= 0, default=15
-        Epochs of training of the dense network. 0 prunes the network as it is built:
-        with a trained ``module`` instance, a network trained elsewhere.
+    max_epochs : int >= 0, default=200
+        Most epochs of training of the dense network (scikit-learn's ``max_iter``); the
+        stopping rule (``n_iter_no_change``, ``tol``) usually ends it earlier. 0 prunes
+        the network as it is built: with a trained ``module`` instance, a network trained
+        elsewhere.
 
-    finetune_epochs : int >= 0, default=15
-        Epochs of fine-tuning after pruning, with a fresh optimizer and the removed
-        weights held at zero. 0 returns the network right after pruning.
+    finetune_epochs : int >= 0, default=50
+        Most epochs of fine-tuning after pruning, with a fresh optimizer and the removed
+        weights held at zero, shared between the pruning steps with ``gradual`` (each
+        segment has its own stopping rule). 0 returns the network right after pruning.
 
     quantize_bits : int in [2, 8] or None, default=None
         Round every weight of the final network (after pruning and fine-tuning, and after
@@ -115,18 +119,19 @@ default="prelu"
         (small data, whole units removed) and to hurt where the dense training had not
         converged (``benchmarks/RESULTS.md``, "Fine-tuning ablation").
 
-    batch_size : int >= 1, default=32
-        Mini-batch size of training. Small batches give the default 15 epochs enough
-        optimizer steps on small tabular data sets; raise it for large ones. Prediction
-        and loss evaluation use batches of ``max(batch_size, 1024)``.
+    batch_size : int >= 1 or "auto", default="auto"
+        Mini-batch size of training; ``"auto"`` is ``min(200, n_train)`` as in
+        scikit-learn's MLP, ``n_train`` the rows left after the validation split.
+        Prediction and loss evaluation use batches of ``max(batch_size, 1024)``.
 
     optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
         Optimizer of both phases, created afresh for fine-tuning. Its other arguments
         are nested parameters, as in skorch: ``optimizer="sgd", optimizer__momentum=0.9``
         (they override ``lr`` and ``weight_decay`` where they name them).
 
-    weight_decay : float >= 0, default=0.0
-        L2 penalty passed to the optimizer (decoupled for ``"adamw"``).
+    weight_decay : float >= 0, default=1e-4
+        L2 penalty passed to the optimizer (decoupled for ``"adamw"``), on every
+        parameter. Not part of ``loss_``. 0 is the paper's protocol.
 
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows and end each stage early when the
@@ -141,9 +146,8 @@ default="prelu"
         watches that score, the stop watches the validation loss (the criterion
         training minimises), and stops after ``n_iter_no_change`` epochs without
         improvement where scikit-learn needs one more. Uses skorch's ``EarlyStopping``
-        callback (``load_best=True``). Without it every stage runs all its epochs
-        (scikit-learn's MLP also stops on a stalled training loss; this package
-        does not).
+        callback (``load_best=True``). Without it, each stage stops on a stalled
+        training loss instead (as scikit-learn's MLP does), keeping its last epoch.
 
     validation_fraction : float in (0, 1) or None, default=None
         Fraction of the rows held out (stratified for the classifier) to report a
@@ -152,13 +156,20 @@ default="prelu"
         None means 0.1 (scikit-learn's default): a float is honoured as given either way.
         With early stopping the validation set must have at least 2 rows.
 
-    n_iter_no_change : int >= 1, default=10
-        With ``early_stopping``, epochs without an improvement by at least ``tol``
-        after which a stage stops (skorch's ``patience``). Ignored without it.
+    n_iter_no_change : int >= 1 or None, default=10
+        Epochs in a row without an improvement by ``tol`` after which a stage (the dense
+        training, each fine-tuning segment) stops (skorch's ``patience``): of the
+        validation loss with ``early_stopping``, else of the training loss. None never
+        stops early: every epoch runs (the paper's protocol), and with
+        ``early_stopping`` the best epoch is still restored.
 
     tol : float >= 0, default=1e-4
-        With ``early_stopping``, the least decrease of the validation loss that counts
-        as an improvement (absolute, in the loss's units). Ignored without it.
+        The least decrease that counts as an improvement, **relative** to the best loss
+        so far: an epoch improves when its loss is below ``(1 - tol)`` times the loss of
+        the last improving epoch. scikit-learn's ``tol`` is absolute; a relative one
+        behaves alike for losses of any scale (a PDE surrogate's mean squared error of
+        1e-4 never decreases by an absolute 1e-4, so scikit-learn's rule stops it
+        long before it converges; ``benchmarks/RESULTS.md``).
 
     device : str or torch.device, default="cpu"
         Where training and pruning run, e.g. ``"cuda"``. A fitted model unpickles on a
@@ -192,8 +203,9 @@ default="prelu"
         and load it afterwards; any other parameter, the data, the seed, the versions
         of Python, torch, skorch, scikit-learn or numpy, or sk_ecprune's source start
         a new entry.
-        The sample weights given to ``fit`` are part of the key too, and
-        ``n_iter_no_change`` and ``tol`` only with ``early_stopping``.
+        The sample weights given to ``fit`` are part of the key too, and ``tol`` only
+        where a stopping rule acts (``n_iter_no_change`` not None or
+        ``early_stopping``).
         A cached fit equals the uncached one to rounding and a cache hit is bit for bit
         its miss: the entry also holds the state of the batch-order generator. Used
         only with an int (or RandomState) ``random_state``; with None every fit differs

@@ -51,6 +51,7 @@ RESERVED_CALLBACK_NAMES = frozenset(
         "raise_on_divergence",
         "valid_score",
         "early_stopping",
+        "stop_on_train_loss",
         "epoch_log",
         "progress_bar",
         # skorch's default callbacks
@@ -271,9 +272,9 @@ def _check_callback_names(named):
         if issubclass(stops, EarlyStopping):
             raise InvalidParameterError(
                 f"callbacks: {name!r} is skorch's EarlyStopping, which ends training with a "
-                "KeyboardInterrupt that the estimators pass on as the user's Ctrl-C; use "
-                "early_stopping=True (with n_iter_no_change, tol, validation_fraction), which "
-                "stops each stage on its own."
+                "KeyboardInterrupt that the estimators pass on as the user's Ctrl-C. Each stage "
+                "already stops on a stalled training loss (n_iter_no_change, tol), or with "
+                "early_stopping=True (and validation_fraction) on a stalled validation loss."
             )
 
 

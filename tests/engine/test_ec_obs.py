@@ -112,6 +112,92 @@ def test_joint_update_is_the_direct_solve_of_every_set():
             torch.testing.assert_close(cost[i], ref_cost, rtol=1e-8, atol=1e-13)
 
 
+def test_joint_update_with_a_constant_input_is_the_solve_without_it():
+    """A constant input's weight is absorbed by the bias exactly: the joint update equals
+    the direct solve on the other inputs, with that weight moved into the bias."""
+    net = random_mlp([6, 5, 2], nn.Tanh, seed=5)
+    X = _data(d=6, seed=1)
+    X[:, 2] = 0.7
+    metrics, layers = _metrics(net, X)
+    shared, _ = _metrics(net, X, "shared")
+    H = reference_unit_hessians(net, X)[0]
+    other = [0, 1, 3, 4, 5, 6]  # the augmented row without input 2 (6: the bias)
+    W, b = layers[0].weight.detach(), layers[0].bias.detach()
+    generator = torch.Generator().manual_seed(1)
+    for k in (1, 2, 4, 5):  # with and without input 2, both sides of the solver
+        removed = torch.zeros_like(W, dtype=torch.bool)
+        for i in range(W.shape[0]):
+            removed[i, torch.randperm(6, generator=generator)[:k]] = True
+        x, cost = joint_update(metrics[0], W, removed)
+        bias = b - (metrics[0].zmean * (x - W)).sum(1)
+        for i in range(W.shape[0]):
+            row = torch.cat([W[i], b[i : i + 1] + W[i, 2] * 0.7])[other]
+            gone = [other.index(j) for j in torch.nonzero(removed[i]).squeeze(1).tolist()
+                    if j != 2]
+            ref_cost, ref_row = (obs_set_removal(H[i][other][:, other], row, gone) if gone
+                                 else (torch.zeros((), dtype=torch.float64), row))
+            expected_weight = W[i, 2] * (~removed[i, 2])
+            torch.testing.assert_close(x[i, 2], expected_weight, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(x[i, [0, 1, 3, 4, 5]], ref_row[:-1], rtol=1e-8, atol=1e-10)
+            torch.testing.assert_close(bias[i] + x[i, 2] * 0.7, ref_row[-1], rtol=1e-8,
+                                       atol=1e-10)
+            torch.testing.assert_close(cost[i], ref_cost, rtol=1e-8, atol=1e-13)
+        # one K for every row: the direct solve of its block without input 2
+        K = shared[0].K[0][[0, 1, 3, 4, 5]][:, [0, 1, 3, 4, 5]]
+        x, _ = joint_update(shared[0], W, removed)
+        for i in range(W.shape[0]):
+            gone = removed[i, [0, 1, 3, 4, 5]]
+            w = W[i, [0, 1, 3, 4, 5]].double()
+            expected = torch.zeros(5, dtype=torch.float64)
+            expected[~gone] = w[~gone] + torch.linalg.solve(K[~gone][:, ~gone],
+                                                            K[~gone][:, gone] @ w[gone])
+            torch.testing.assert_close(x[i, [0, 1, 3, 4, 5]], expected, rtol=1e-8, atol=1e-10)
+            assert x[i, 2] == W[i, 2] * (~removed[i, 2])
+
+
+@pytest.mark.parametrize("hessian", ["shared", "exact"])
+def test_statistics_with_inputs_constant_in_some_batches(hessian):
+    """The product skips the inputs constant over a batch: the covariance is still the
+    direct weighted one (input 1 constant in the first batch only, input 3 always 0)."""
+    generator = torch.Generator().manual_seed(7)
+    z = torch.randn(60, 5, generator=generator, dtype=torch.float64)
+    z[:30, 1] = 2.5
+    z[:, 3] = 0.0
+    s = torch.rand(60, 3, generator=generator, dtype=torch.float64)
+    stats = UnitStatistics(hessian)
+    for rows in (slice(0, 30), slice(30, 60)):
+        stats.update(s[rows], z[rows])
+    sigma = stats.covariances()
+    weights = s.T if hessian == "exact" else (s / s[:30].mean(0)).sum(1, keepdim=True).T
+    for unit, v in enumerate(weights):
+        expected = np.cov(z.numpy().T, aweights=v.numpy(), bias=True)
+        np.testing.assert_allclose(sigma[unit].numpy(), expected, rtol=1e-10, atol=1e-14)
+
+
+def test_factor_and_inverse_with_constant_inputs_equal_the_full_ones():
+    """One K with constant inputs is factored and inverted on the other inputs' block; the
+    result equals the factorisation of the whole K (and a block that would need damping
+    takes the full path)."""
+    net = random_mlp([6, 5, 2], nn.Tanh, seed=6)
+    X = _data(d=6, seed=2)
+    X[:, [1, 4]] = torch.tensor([0.3, -2.0], dtype=torch.float64)
+    metric = _metrics(net, X, "shared")[0][0]
+    assert metric.free[0].tolist() == [False, True, False, False, True, False]
+    L = torch.linalg.cholesky(metric.K)
+    torch.testing.assert_close(metric.factor(), L, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(metric.inverse(), torch.cholesky_inverse(L), rtol=1e-10,
+                               atol=0.0)
+    singular = copy.deepcopy(metric)
+    singular._factor = singular._inverse = None
+    singular.K = singular.K.clone()
+    singular.K[0, 0, :] = singular.K[0, 2, :]
+    singular.K[0, :, 0] = singular.K[0, :, 2]  # inputs 0 and 2 alike: needs damping
+    singular.factor()
+    assert float(singular.added_damping[0]) > 0
+    L = torch.linalg.cholesky(singular.K)  # the damped K, as the full path leaves it
+    torch.testing.assert_close(singular.factor(), L, rtol=1e-8, atol=0.0)
+
+
 def test_greedy_prefix_cost_is_the_optimum_for_that_set():
     net = random_mlp([5, 4, 2], nn.Tanh, seed=5)
     X = _data()

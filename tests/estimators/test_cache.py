@@ -14,7 +14,8 @@ from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._cache import PRUNING_STAGE_PARAMETERS, DenseCacheWarning
 from sk_ecprune.estimators._params import InvalidParameterError
 
-FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2, random_state=0)
+FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2, random_state=0,
+            batch_size=32)
 ESTIMATORS = [PrunedMLPRegressor, PrunedMLPClassifier]
 
 
@@ -200,19 +201,23 @@ def test_sample_weights_are_part_of_the_key(reg_data, tmp_path):
     _assert_equivalent_fit(plain, miss, X)
 
 
-def test_early_stopping_settings_are_in_the_key_only_when_they_act(reg_data, tmp_path):
+def test_stopping_settings_are_in_the_key_only_when_they_act(reg_data, tmp_path):
     X, y = reg_data
-    base = PrunedMLPRegressor(**FAST, memory=str(tmp_path))
-    for change in (dict(tol=1e-2), dict(n_iter_no_change=3)):  # without early stopping
-        clone(base).set_params(**change).fit(X, y)
+    every_epoch = PrunedMLPRegressor(**FAST, n_iter_no_change=None, memory=str(tmp_path))
+    for change in ({}, dict(tol=1e-2)):  # no stopping rule: tol does not act
+        clone(every_epoch).set_params(**change).fit(X, y)
     assert len(_entries(tmp_path)) == 1
+    base = clone(every_epoch).set_params(n_iter_no_change=10)  # the training-loss rule
+    for change in ({}, dict(tol=1e-2), dict(n_iter_no_change=3)):
+        clone(base).set_params(**change).fit(X, y)
+    assert len(_entries(tmp_path)) == 4
     stopping = clone(base).set_params(early_stopping=True)
     stopping.fit(X, y)
     clone(stopping).set_params(validation_fraction=0.1).fit(X, y)  # what None means
-    assert len(_entries(tmp_path)) == 2
+    assert len(_entries(tmp_path)) == 5
     clone(stopping).set_params(tol=1e-2).fit(X, y)
     cached = clone(stopping).set_params(n_iter_no_change=1).fit(X, y)
-    assert len(_entries(tmp_path)) == 4
+    assert len(_entries(tmp_path)) == 7
     plain = clone(cached).set_params(memory=None).fit(X, y)
     _assert_equivalent_fit(plain, cached, X)
     assert plain.history_dense_[:, "valid_score"] == pytest.approx(
@@ -225,7 +230,7 @@ def test_every_parameter_is_classified():
     dense = {
         "hidden_layer_sizes", "activation", "max_epochs", "lr", "batch_size", "optimizer",
         "weight_decay", "validation_fraction", "device", "random_state",
-        # early stopping acts in the dense training too
+        # the stopping rules act in the dense training too
         "early_stopping", "n_iter_no_change", "tol",
         # the network and the callbacks of every training stage
         "module", "callbacks",

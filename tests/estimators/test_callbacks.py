@@ -21,7 +21,7 @@ from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators import _skorch_internals as internals
 from sk_ecprune.estimators._params import InvalidParameterError
 
-FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2,
+FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2, batch_size=32,
             random_state=0)
 
 
@@ -79,7 +79,7 @@ def test_gradient_norm_clipping(reg_data, shortcuts, monkeypatch):
     X, y = reg_data
     start = PrunedMLPRegressor(**{**FAST, "max_epochs": 0, "finetune_epochs": 0},
                                prune_ratio=0).fit(X, y)  # the initial weights
-    params = dict(FAST, optimizer="sgd", prune_ratio=0)
+    params = dict(FAST, optimizer="sgd", prune_ratio=0, weight_decay=0.0)  # no L2 step
     params["finetune_epochs"] = 0
     free = PrunedMLPRegressor(**params).fit(X, y)
     clipped = PrunedMLPRegressor(**params, callbacks=[
@@ -110,6 +110,7 @@ def test_removed_weights_stay_zero_whatever_the_user_callbacks_do(reg_data, shor
         (dict(callbacks=LRScheduler()), "must be None or a list"),
         (dict(callbacks=["lr"]), "not a skorch Callback"),
         (dict(callbacks=[("hold_removed_weights", RegrowWeights())]), "package's own"),
+        (dict(callbacks=[("stop_on_train_loss", RegrowWeights())]), "package's own"),
         (dict(callbacks=[RegrowWeights(), RegrowWeights()]), "two callbacks are named"),
         (dict(callbacks=[EarlyStopping()]), "early_stopping=True"),
         (dict(callbacks__hold_removed_weights__masks=None), "package's own"),
@@ -117,7 +118,8 @@ def test_removed_weights_stay_zero_whatever_the_user_callbacks_do(reg_data, shor
          "no callback named 'lrs'"),
         (dict(optimizer__momentum=0.9), "Adam takes no such argument"),
     ],
-    ids=["not-a-list", "not-a-callback", "reserved-name", "duplicate", "skorch-early-stopping",
+    ids=["not-a-list", "not-a-callback", "reserved-name", "reserved-stopping-name", "duplicate",
+         "skorch-early-stopping",
          "package-callback-param", "unknown-callback-param", "optimizer-argument"],
 )
 def test_bad_callbacks_and_nested_parameters(params, match, reg_data):

@@ -20,7 +20,7 @@ from sk_ecprune.estimators._data import TensorBatchIterator, TensorDataset
 from sk_ecprune.engine import MLP
 from sk_ecprune.estimators._net import FastPrunedNetRegressor, PrunedNetMixin
 
-FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2)
+FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2, batch_size=32)
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -199,12 +199,12 @@ def test_tensor_path_gives_the_default_paths_results(
     # and losses agree to a tolerance far below what a different batch order, a skipped
     # epoch or a missed mask would change (about 1e-2 on these fits).
     X, y = reg_data if Est is PrunedMLPRegressor else clf_data
-    ours = Est(**FAST, random_state=0, **params).fit(X, y)
+    ours = Est(**{**FAST, **params}, random_state=0).fit(X, y)
     assert isinstance(ours.net_.get_iterator(ours.net_.get_dataset(X)), TensorBatchIterator)
 
     monkeypatch.setattr(_build, "_data_path_options", dict)  # skorch's Dataset, DataLoader
     monkeypatch.setattr(internals, "ENABLED", False)  # and skorch's own epoch loop
-    reference = Est(**FAST, random_state=0, **params).fit(X, y)
+    reference = Est(**{**FAST, **params}, random_state=0).fit(X, y)
     assert not isinstance(reference.net_, internals.InternalsMixin)
     assert isinstance(reference.net_, PrunedNetMixin)
     assert isinstance(reference.net_.get_iterator(reference.net_.get_dataset(X)), DataLoader)

@@ -6,7 +6,7 @@ from sklearn.datasets import make_blobs, make_regression
 
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 
-FAST = dict(hidden_layer_sizes=(16, 12), max_epochs=3, finetune_epochs=2, lr=1e-2,
+FAST = dict(hidden_layer_sizes=(16, 12), max_epochs=3, finetune_epochs=2, lr=1e-2, batch_size=32,
             random_state=0, method="ec_obs")
 
 

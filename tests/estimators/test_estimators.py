@@ -23,7 +23,7 @@ from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._params import InvalidParameterError
 
 # Tiny networks and few epochs keep every fit well under a second.
-FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2)
+FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2, batch_size=32)
 ESTIMATORS = [PrunedMLPRegressor, PrunedMLPClassifier]
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -405,7 +405,8 @@ def test_continuous_target_for_classifier(reg_data):
         ("finetune_lr", 0.0, r"'finetune_lr' .* must be None or a float in the range \(0"),
         ("finetune_lr", float("nan"), r"'finetune_lr' .* must be None or a float in the ran"),
         ("finetune_lr", "1e-3", r"'finetune_lr' .* must be None or a float .* Got '1e-3'"),
-        ("batch_size", 0, r"'batch_size' .* must be an int in the range \[1, inf\)"),
+        ("batch_size", 0, r"'batch_size' .* must be a str among \{'auto'\} or an int in the "
+                          r"range \[1, inf\)"),
         ("optimizer", "lbfgs", r"'optimizer' .* must be a str among .*'adam'.* or a callable"),
         ("validation_fraction", 1.0, r"'validation_fraction' .* must be None or a float"),
     ],

@@ -16,7 +16,7 @@ from sk_ecprune.engine import make_permanent
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._params import InvalidParameterError
 
-FAST = dict(max_epochs=3, finetune_epochs=2, lr=1e-2, random_state=0)
+FAST = dict(max_epochs=3, finetune_epochs=2, lr=1e-2, random_state=0, batch_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_trained_instance_is_fine_tuned_and_cloned(reg_data):
     X, y = reg_data
     trained = _trained_elsewhere(X, y)
     reg = PrunedMLPRegressor(module=trained, max_epochs=0, finetune_epochs=3, lr=1e-3,
-                             prune_ratio=0.7, random_state=0)
+                             batch_size=32, prune_ratio=0.7, random_state=0)
     twin = clone(reg)
     assert twin.module is not trained  # clone deep-copies the instance
     assert torch.equal(twin.module[0].weight, trained[0].weight)

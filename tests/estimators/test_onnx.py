@@ -29,7 +29,8 @@ from sk_ecprune import onnx as sk_onnx  # noqa: E402
 
 ACTIVATIONS = ["identity", "logistic", "tanh", "relu", "prelu", "gelu", "silu"]
 ATOL = 1e-5
-TINY = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, random_state=0)
+TINY = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, random_state=0,
+            batch_size=32)
 N_FEATURES = 6
 
 

@@ -13,6 +13,7 @@ from sk_ecprune.estimators import PrunedMLPRegressor
 from sk_ecprune.estimators._progress import FitProgress
 
 FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=6, prune_steps=3,
+            batch_size=32,
             lr=1e-2, random_state=0)
 
 

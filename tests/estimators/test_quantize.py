@@ -12,7 +12,8 @@ from sklearn.model_selection import GridSearchCV
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._params import InvalidParameterError
 
-FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2, random_state=0)
+FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=3, finetune_epochs=2, lr=1e-2, random_state=0,
+            batch_size=32)
 METHODS = ["ec_obs", "ec", "gptq", "rtn"]
 
 

@@ -13,7 +13,7 @@ from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._callbacks import HoldRemovedWeights
 from sk_ecprune.engine import MLP
 
-FAST = dict(hidden_layer_sizes=(12, 8), max_epochs=3, finetune_epochs=5, lr=1e-2)
+FAST = dict(hidden_layer_sizes=(12, 8), max_epochs=3, finetune_epochs=5, lr=1e-2, batch_size=32)
 
 
 @pytest.fixture(scope="module")

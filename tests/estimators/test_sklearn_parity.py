@@ -16,7 +16,8 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._params import InvalidParameterError
 
-FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=4, finetune_epochs=3, lr=1e-2, random_state=0)
+FAST = dict(hidden_layer_sizes=(8, 8), max_epochs=4, finetune_epochs=3, lr=1e-2, random_state=0,
+            batch_size=32)
 ESTIMATORS = [PrunedMLPRegressor, PrunedMLPClassifier]
 SKLEARN = {PrunedMLPRegressor: MLPRegressor, PrunedMLPClassifier: MLPClassifier}
 
@@ -101,7 +102,7 @@ def test_the_validation_score_is_scikit_learns_score(clf_data, reg_data):
     # (classifier) or R^2 (regressor), both at most 1 and not a loss
     for Est in ESTIMATORS:
         X, y = _data(Est, reg_data, clf_data)
-        est = Est(**{**FAST, "max_epochs": 6}, early_stopping=True).fit(X, y)
+        est = Est(**{**FAST, "max_epochs": 12}, early_stopping=True).fit(X, y)
         scores = np.array(est.validation_scores_)
         assert (scores <= 1).all() and scores.max() > 0.3
         assert np.array_equal(scores, est.history_dense_[:, "valid_score"]
@@ -180,10 +181,10 @@ def test_early_stopping_stops_a_stalled_dense_training_and_restores_its_best(noi
     n_epochs = len(history)
     assert n_epochs < 200
     valid = np.array(history[:, "valid_loss"])
-    best, threshold = None, np.inf  # the last epoch that improved by at least tol
+    best, threshold = None, np.inf  # the last epoch that improved by at least tol (relative)
     for epoch, loss in enumerate(valid):
         if loss < threshold:
-            best, threshold = epoch, loss - est.tol
+            best, threshold = epoch, loss * (1 - est.tol)
     # stopped exactly n_iter_no_change epochs after it
     assert n_epochs == best + 1 + 3
     assert best + 1 < n_epochs  # the best is not the last epoch: a restore was needed
@@ -218,12 +219,76 @@ def test_early_stopping_restores_within_each_fine_tuning_segment_with_its_zeros(
     assert est.sparsity_ == pytest.approx(0.7, abs=1e-3)
 
 
-def test_without_early_stopping_every_epoch_runs(noise_data):
+def _stopping_epoch(losses, n_iter_no_change, tol, relative=True):
+    """Epochs a stage runs under the stopping rule, computed by hand from its losses: it
+    stops after ``n_iter_no_change`` epochs in a row that do not beat the last improving
+    epoch's loss by ``tol`` (times that loss when ``relative``)."""
+    threshold, misses = np.inf, 0
+    for epoch, loss in enumerate(losses, 1):
+        if loss < threshold:
+            threshold, misses = loss - (tol * loss if relative else tol), 0
+        else:
+            misses += 1
+        if misses == n_iter_no_change:
+            return epoch
+    return len(losses)
+
+
+def test_without_early_stopping_a_stalled_training_loss_stops_each_stage(noise_data):
     X, y = noise_data
-    est = PrunedMLPRegressor(**{**FAST, "max_epochs": 12}, validation_fraction=0.2,
-                             n_iter_no_change=1, tol=10.0).fit(X, y)
+    est = PrunedMLPRegressor(**{**FAST, "max_epochs": 60, "finetune_epochs": 40, "lr": 5e-2},
+                             prune_ratio=0, n_iter_no_change=2, tol=0.05).fit(X, y)
+    for history, cap in ((est.history_dense_, 60), (est.history_finetune_, 40)):
+        losses = history[:, "train_loss"]
+        assert len(losses) < cap  # the rule stopped the stage, and where it says
+        assert len(losses) == _stopping_epoch(losses, 2, 0.05)
+        assert "valid_loss" not in history[-1]  # no rows held out for it
+    assert est.n_iter_ == len(est.loss_curve_) < 100
+
+
+def test_tol_is_relative_so_small_losses_keep_training(noise_data, monkeypatch):
+    # Targets of scale 1e-3 (MSE below 1e-3 after a few epochs, as a PDE surrogate's): an
+    # absolute tol of 1e-4 soon counts no epoch as an improvement, a relative one does.
+    from sk_ecprune.estimators import _build
+
+    X, y = noise_data
+    params = dict(FAST, max_epochs=40, finetune_epochs=0, prune_ratio=0, n_iter_no_change=2,
+                  tol=1e-4)
+    relative = PrunedMLPRegressor(**params).fit(X, 1e-3 * y)
+    losses = relative.history_dense_[:, "train_loss"]
+    assert len(losses) == _stopping_epoch(losses, 2, 1e-4) == 40
+    monkeypatch.setattr(_build, "TOL_MODE", "abs")  # scikit-learn's rule, for comparison
+    absolute = PrunedMLPRegressor(**params).fit(X, 1e-3 * y)
+    stopped = absolute.history_dense_[:, "train_loss"]
+    assert len(stopped) == _stopping_epoch(stopped, 2, 1e-4, relative=False) < 20
+    # where the absolute rule stopped, the training loss was still far from where it went
+    assert losses[len(stopped) - 1] > 2 * losses[-1]
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_n_iter_no_change_none_runs_every_epoch(early_stopping, noise_data):
+    X, y = noise_data
+    est = PrunedMLPRegressor(**{**FAST, "max_epochs": 12}, validation_fraction=0.2, tol=10.0,
+                             n_iter_no_change=None, early_stopping=early_stopping).fit(X, y)
     assert len(est.history_dense_) == 12 and len(est.history_finetune_) == 3
-    assert "valid_score" not in est.history_dense_[-1]
+    assert ("valid_score" in est.history_dense_[-1]) == early_stopping
+
+
+@pytest.mark.parametrize("n_rows, params, batches", [
+    (90, {}, [90]),  # min(200, n)
+    (90, dict(early_stopping=True), [81]),  # the rows left for training
+    (330, {}, [200, 130]),
+    (330, dict(batch_size=100), [100, 100, 100, 30]),
+])
+def test_batch_size_auto_is_scikit_learns(n_rows, params, batches):
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(n_rows, 3)), rng.normal(size=n_rows)
+    settings = {**FAST, "max_epochs": 1, "finetune_epochs": 0}
+    del settings["batch_size"]
+    est = PrunedMLPRegressor(**settings, prune_ratio=0, **params)
+    assert est.get_params()["batch_size"] == params.get("batch_size", "auto")
+    est.fit(X, y)
+    assert est.history_dense_[0, "batches", :, "train_batch_size"] == batches
 
 
 def test_early_stopping_splits_off_a_tenth_unless_told(clf_data):
@@ -237,14 +302,17 @@ def test_early_stopping_splits_off_a_tenth_unless_told(clf_data):
 @pytest.mark.parametrize(
     "params, match",
     [
-        (dict(n_iter_no_change=0), r"'n_iter_no_change' .* an int in the range \[1, inf\)"),
+        (dict(n_iter_no_change=0), r"'n_iter_no_change' .* None or an int in the range \[1, "),
+        (dict(n_iter_no_change=2.5), r"'n_iter_no_change' .* None or an int in the range \[1, "),
+        (dict(tol=float("nan")), r"'tol' .* a float in the range \[0.0, inf\)"),
+        (dict(batch_size="full"), r"'batch_size' .* a str among \{'auto'\} or an int in"),
         (dict(tol=-1.0), r"'tol' .* a float in the range \[0.0, inf\)"),
         (dict(early_stopping="yes"), r"'early_stopping' .* must be a bool"),
     ],
 )
 def test_early_stopping_parameters_are_checked(params, match, reg_data):
     with pytest.raises(InvalidParameterError, match=match):
-        PrunedMLPRegressor(**FAST, **params).fit(*reg_data)
+        PrunedMLPRegressor(**{**FAST, **params}).fit(*reg_data)
 
 
 def test_a_validation_set_below_two_rows_is_refused(reg_data):
@@ -416,8 +484,8 @@ def test_the_migration_tables_optimizer_recipes_run(reg_data):
     ]
     for optimizer, expected in recipes:
         weight_decay = 1e-4 if "weight_decay" in expected else 0.0
-        est = PrunedMLPRegressor(**FAST, optimizer=optimizer, weight_decay=weight_decay,
-                                 batch_size=len(X))  # L-BFGS: one batch, full-batch
+        est = PrunedMLPRegressor(**{**FAST, "batch_size": len(X)}, optimizer=optimizer,
+                                 weight_decay=weight_decay)  # L-BFGS: one batch, full-batch
         est.fit(X, y)
         group = est.net_.optimizer_.param_groups[0]
         assert {key: group[key] for key in expected} == expected

@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV
 from sk_ecprune.estimators import PrunedMLPClassifier, PrunedMLPRegressor
 from sk_ecprune.estimators._params import InvalidParameterError
 
-FAST = dict(hidden_layer_sizes=(16, 12), max_epochs=3, finetune_epochs=2, lr=1e-2,
+FAST = dict(hidden_layer_sizes=(16, 12), max_epochs=3, finetune_epochs=2, lr=1e-2, batch_size=32,
             random_state=0)
 ESTIMATORS = [PrunedMLPRegressor, PrunedMLPClassifier]
 

@@ -31,21 +31,25 @@ class _ECStatistics:
 
     ``z`` is centred on a per-feature shift (the first batch's mean) before the products, so
     that ``C - A^2 / B`` does not cancel catastrophically; products and sums run in float64.
+    Without ``second_moments`` (EC-OBS, which needs only ``B`` and ``A``) ``C`` is not kept.
     """
 
-    def __init__(self):
+    def __init__(self, second_moments: bool = True):
         self.total = 0.0  # rows seen, or their total weight
+        self.second_moments = second_moments
         self.shift = self.B = self.A = self.C = None
 
-    def update(self, s: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None = None) -> None:
-        """Add a batch: sensitivities ``s`` (n, units), inputs ``z`` (n, in), weights ``w``."""
+    def update(self, s: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None = None,
+               z64: torch.Tensor | None = None) -> None:
+        """Add a batch: sensitivities ``s`` (n, units), inputs ``z`` (n, in), weights ``w``
+        (``z64``: ``z`` already converted to float64, if the caller has it)."""
         s, z = s.detach(), z.detach()
         if self.shift is None:
             self.shift = z.mean(0)
             self.B = torch.zeros(s.shape[1], dtype=torch.float64, device=s.device)
             self.A = torch.zeros(s.shape[1], z.shape[1], dtype=torch.float64, device=s.device)
-            self.C = torch.zeros_like(self.A)
-        centred = z.double() - self.shift.double()
+            self.C = torch.zeros_like(self.A) if self.second_moments else None
+        centred = (z.double() if z64 is None else z64) - self.shift.double()
         if w is None:
             self.total += z.shape[0]
         else:
@@ -54,11 +58,14 @@ class _ECStatistics:
         s = s.double()
         self.B += s.sum(0)
         self.A += s.T @ centred
-        self.C += s.T @ centred.square()
+        if self.second_moments:
+            self.C += s.T @ centred.square()
 
     def means(self):
-        """``B``, ``A`` and ``C`` as expectations, ``A`` and ``C`` still about the shift."""
-        return self.B / self.total, self.A / self.total, self.C / self.total
+        """``B``, ``A`` and ``C`` as expectations, ``A`` and ``C`` still about the shift
+        (``C`` None when not kept)."""
+        C = None if self.C is None else self.C / self.total
+        return self.B / self.total, self.A / self.total, C
 
     def ec(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """EC scores ``W^2 (C - A^2/B)`` and shifts ``W A / B``; zero for dead units (B = 0)."""

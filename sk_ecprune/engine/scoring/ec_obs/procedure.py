@@ -24,12 +24,14 @@ from ...sensitivities import recorded_sensitivities
 from ..registry import LayerChange
 from .solvers import greedy_sequences, joint_update, single_costs
 from .statistics import RowMetric, UnitStatistics, row_metric
-from .sweep import SweepPlan, search_threshold, sweep, sweep_counts, sweep_plan
+from .sweep import (SweepPlan, decoupled_costs, search_threshold, sweep, sweep_counts,
+                    sweep_plan)
 
 __all__ = ["SELECTIONS", "LayerPlan", "layer_metrics", "plan_layers", "prune_layer",
            "write_joint_update"]
 
 SELECTIONS = ("sweep", "greedy", "oneshot")
+F64 = torch.float64
 
 
 def layer_metrics(module, layers, data, output_metric="euclidean", hessian="shared",
@@ -75,6 +77,8 @@ def prune_layer(module, layers, data, plan: LayerPlan, index, *, output_metric="
     """Prune ``layers[index]`` to its planned count, measured again after the earlier layers'
     updates; returns what its kept weights and bias did."""
     selector = plan.selectors[index]
+    if plan.counts[index] <= int(plan.forced[index].sum()):
+        return _keep_layer(layers[index], selector.metric, plan.forced[index])
     if index > 0:  # measured again, after the earlier layers' updates
         metric = layer_metrics(module, layers, data, output_metric, hessian, damp,
                                only=[index])[index]
@@ -97,6 +101,9 @@ class _LayerSelector:
         self.singles = torch.where(forced, -1.0, single_costs(metric, W)[0])
         self.steps = self.priority = self.plan = None
         self.known = {}  # threshold -> count, shared by the planning and the choice
+        self.spans = []  # (low, high, rest, lead): removals after the lead, tau in [low, high)
+        self._lead = None  # the decoupled lead's costs and forced entries
+        self._smallest = None  # the smallest positive single cost
         if selection == "greedy":
             self.steps, increments = greedy_sequences(metric, W, forced)
             # running maxima: nondecreasing per row, so the lowest of a layer are prefixes
@@ -104,11 +111,56 @@ class _LayerSelector:
         elif selection == "sweep":
             self.plan = sweep_plan(metric, self.singles.clamp_min(0), order)
 
+    def unknown(self, taus):
+        """The thresholds of ``taus`` whose count neither ``known`` nor a span gives (those
+        a span gives are added to ``known``)."""
+        new = []
+        for tau in taus:
+            if tau in self.known:
+                continue
+            span = next((sp for sp in self.spans if sp[0] <= tau < sp[1]), None)
+            if span is None:
+                new.append(tau)
+            else:
+                self.known[tau] = int(span[2]) + self._lead_count(tau, span[3])
+        return new
+
+    def _lead_count(self, tau, lead):
+        """Removals in the first ``lead`` columns (decoupled) at ``tau``: as the sweep
+        decides them."""
+        if self._lead is None:
+            p = self.plan.decoupled
+            self._lead = (decoupled_costs(self.plan, self.W, self.metric.beta),
+                          self.plan.to_sweep(self.forced)[:, :p])
+        costs, forced = self._lead
+        return int(((costs[:, :lead] <= tau) | forced[:, :lead]).sum())
+
+    def learn(self, taus, counts, spans=(), lead=None):
+        """Add counts, and spans whose rest is outside the first ``lead`` columns (the
+        plan's decoupled lead unless a group sweep shared a shorter one)."""
+        self.known.update(zip(taus, counts))
+        lead = self.plan.decoupled if lead is None else lead
+        self.spans += [(low, high, rest, lead) for low, high, rest in spans]
+
+    def wants_spans(self, taus):
+        """Whether spans are worth their cost (about a sixth of a sweep): with a decoupled
+        lead, or for thresholds below every positive single cost (a search started at
+        zero widens through many thresholds that decide alike)."""
+        if self.plan.decoupled:
+            return True
+        if self._smallest is None:
+            positive = self.singles[self.singles > 0]
+            self._smallest = float(positive.min()) if positive.numel() else 0.0
+        return min(taus) < self._smallest
+
     def counts(self, taus):
-        new = [tau for tau in taus if tau not in self.known]
+        new = self.unknown(taus) if self.selection == "sweep" else [
+            tau for tau in taus if tau not in self.known]
         if self.selection == "sweep" and new:
-            self.known.update(zip(new, sweep_counts(self.plan, self.W, self.metric.beta, new,
-                                                    self.forced)))
+            spans = self.wants_spans(new)
+            found = sweep_counts(self.plan, self.W, self.metric.beta, new, self.forced,
+                                 spans=spans)
+            self.learn(new, *(found if spans else (found,)))
         elif new:
             values = self.singles if self.priority is None else self.priority
             self.known.update((tau, int((values <= tau).sum())) for tau in new)
@@ -127,7 +179,7 @@ class _LayerSelector:
                                   tolerance=max(1, n_removed // 100))
         plan = self.plan
         removed, _ = sweep(plan.U, plan.fid, plan.to_sweep(self.W), self.metric.beta, tau,
-                           plan.to_sweep(self.forced), cap=n_removed)
+                           plan.to_sweep(self.forced), cap=n_removed, decoupled=plan.decoupled)
         return plan.from_sweep(removed)
 
 
@@ -166,26 +218,37 @@ def _plan(selectors, ratio, scope, layer_floor):
 def _count_together(selectors, taus):
     """Count ``taus`` in one sweep for every group of sweep layers with one factor per row
     and equal widths (their rows are independent given a threshold), so that the planning
-    pays each column's per-step overhead once per group instead of once per layer; the
-    counts land in each selector's ``known`` (the layers' own counts are unchanged)."""
+    pays each column's per-step overhead once per group instead of once per layer. The
+    group sweeps the thresholds any of its layers lacks; each layer learns the counts it
+    lacked (the others it has, from a span) in its ``known`` (its own counts unchanged)."""
     groups = {}
     for s in selectors:
-        new = [tau for tau in taus if tau not in s.known]
-        if s.selection == "sweep" and new and s.plan.U.shape[0] == s.W.shape[0] > 1:
-            groups.setdefault((s.W.shape[1], s.W.device, tuple(new)), []).append(s)
-    for (_, _, new), group in groups.items():
-        if len(group) < 2:
+        if s.selection != "sweep":
             continue
+        new = s.unknown(taus)
+        if new and s.plan.U.shape[0] == s.W.shape[0] > 1:
+            groups.setdefault((s.W.shape[1], s.W.device), []).append((s, new))
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        wanted = set().union(*(new for _, new in members))
+        union = [tau for tau in dict.fromkeys(taus) if tau in wanted]
+        group = [s for s, _ in members]
         offsets = torch.tensor([0] + [s.W.shape[0] for s in group[:-1]]).cumsum(0)
         plan = SweepPlan(torch.cat([s.plan.U for s in group]),
                          torch.cat([s.plan.fid + o for s, o in zip(group, offsets.tolist())]),
-                         torch.cat([s.plan.perm for s in group]))
-        counts = sweep_counts(plan, torch.cat([s.W for s in group]),
-                              torch.cat([s.metric.beta for s in group]), list(new),
-                              torch.cat([s.forced for s in group]),
-                              sizes=[s.W.shape[0] for s in group])
-        for index, s in enumerate(group):
-            s.known.update((tau, row[index]) for tau, row in zip(new, counts))
+                         torch.cat([s.plan.perm for s in group]),
+                         min(s.plan.decoupled for s in group))
+        spans = any(s.wants_spans(union) for s in group)
+        found = sweep_counts(plan, torch.cat([s.W for s in group]),
+                             torch.cat([s.metric.beta for s in group]), union,
+                             torch.cat([s.forced for s in group]),
+                             sizes=[s.W.shape[0] for s in group], spans=spans)
+        counts, intervals = found if spans else (found, None)
+        for index, (s, new) in enumerate(members):  # each learns the counts it lacked
+            mine = [k for k, tau in enumerate(union) if tau in set(new)]
+            s.learn([union[k] for k in mine], [counts[k][index] for k in mine],
+                    [row[index] for row in intervals] if spans else (), plan.decoupled)
 
 
 def _lowest(priority, n):
@@ -210,6 +273,16 @@ def _update_layer(layer, metric, W0, removed) -> LayerChange:
     apply_mask(layer, ~removed)
     change.compensated = True
     return change
+
+
+def _keep_layer(layer, metric, removed) -> LayerChange:
+    """A layer that loses nothing new: its weights and bias stay as they are (the joint
+    optimum of a row whose removed weights are already zero is the row itself), so it is
+    not measured again; its mask is applied as for any other layer."""
+    apply_mask(layer, ~removed)
+    shift = None if layer.bias is None else torch.zeros(layer.out_features, dtype=F64,
+                                                        device=removed.device)
+    return LayerChange(shift, 0.0, metric.relative_added_damping(), compensated=True)
 
 
 def write_joint_update(layer, metric, W0, removed) -> LayerChange:

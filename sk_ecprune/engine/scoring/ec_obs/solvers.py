@@ -41,24 +41,30 @@ def joint_update(metric: RowMetric, x0: torch.Tensor, removed: torch.Tensor,
     """Optimal kept weights of every row for its mask; returns ``(x, cost per row)``.
 
     Per row the smaller side is solved: with ``k = |S| <= d/2`` the removal form
-    ``x = x0 - P[:, S] P_SS^-1 x0_S`` (``P = K^-1``), else the kept-set solve. Rows go in
-    batches of equal padded size (identity blocks pad the smaller ones), at most
-    ``max_elements`` per temporary. Rows with ``beta = 0`` only lose their removed weights.
+    ``x = x0 - P[:, S] P_SS^-1 x0_S`` (``P = K^-1``), else the kept-set solve. Constant
+    inputs (``metric.row_free()``) are decoupled in ``K`` and ``P``: removing their weights
+    moves nothing else, so they take no part in either side. Rows go in batches of equal
+    padded size (identity blocks pad the smaller ones), at most ``max_elements`` per
+    temporary. Rows with ``beta = 0`` only lose their removed weights.
     """
     n, d = x0.shape
     x0 = x0.double()
     x = x0.clone()
     removed = removed.to(x0.device)
-    k = removed.sum(1)
-    removal_side = (k > 0) & (2 * k <= d)
-    for side, use in (("S", removal_side), ("R", (k > 0) & ~removal_side)):
+    free = metric.row_free()
+    coupled = removed & ~free
+    kept = ~removed & ~free
+    k = coupled.sum(1)
+    removal_side = (k > 0) & (2 * k <= d - free.sum(1))
+    for side, use, selected in (("S", removal_side, coupled),
+                                ("R", (k > 0) & ~removal_side, kept)):
         rows = torch.nonzero(use).squeeze(1)
         if len(rows) == 0:
             continue
-        sizes = k[rows] if side == "S" else d - k[rows]
+        sizes = selected[rows].sum(1)
         order = torch.argsort(sizes)
         for batch in _batches_of_similar_size(rows[order], sizes[order], d, side, max_elements):
-            x[batch] = _solve_rows(metric, x0, removed, batch, side)
+            x[batch] = _solve_rows(metric, x0, selected, batch, side)
     x[removed] = 0
     dead = metric.beta <= 0
     x[dead] = torch.where(removed[dead], 0.0, x0[dead])
@@ -78,12 +84,15 @@ def _batches_of_similar_size(rows, sizes, d, side, max_elements):
         start = stop
 
 
-def _solve_rows(metric, x0, removed, rows, side):
-    """One batch of :func:`joint_update`: rows whose selected side has at most ``m`` entries."""
+def _solve_rows(metric, x0, selected, rows, side):
+    """One batch of :func:`joint_update`: each row's ``selected`` entries (its coupled
+    removals for side ``"S"``, its coupled kept entries for ``"R"``), at most ``m``."""
     d = x0.shape[1]
     device = x0.device
-    selected = removed[rows] if side == "S" else ~removed[rows]
+    selected = selected[rows]
     m = int(selected.sum(1).max())
+    if m == 0:
+        return x0[rows]
     # the selected indices first (ascending), then unselected ones as padding
     idx = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :m]
     valid = torch.arange(m, device=device).unsqueeze(0) < selected.sum(1, keepdim=True)
@@ -107,8 +116,8 @@ def _solve_rows(metric, x0, removed, rows, side):
     Kx = metric.apply(x0[rows], metric.K[rows] if metric.per_row else metric.K)
     rhs = torch.where(valid, torch.gather(Kx, 1, idx), 0.0)
     y = torch.cholesky_solve(rhs.unsqueeze(2), chol).squeeze(2)
-    new = torch.zeros(len(rows), d, dtype=F64, device=device)
-    return new.scatter_(1, idx, torch.where(valid, y, 0.0))
+    new = x0[rows].clone()  # entries outside the kept set: removed (zeroed later) or free
+    return new.scatter_(1, idx, torch.where(valid, y, torch.gather(new, 1, idx)))
 
 
 def greedy_sequences(metric: RowMetric, x0: torch.Tensor, forced: torch.Tensor,

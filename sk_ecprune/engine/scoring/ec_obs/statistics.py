@@ -38,7 +38,7 @@ _PRODUCT_ELEMENTS = 2**24
 class UnitStatistics:
     """Streaming weighted means and covariances of one layer's input, per weighting.
 
-    EC's sums (:class:`_ECStatistics`: ``B``, ``A``, ``C``) plus, for the chosen form, the
+    EC's sums (:class:`_ECStatistics`: ``B`` and ``A``) plus, for the chosen form, the
     total weight ``Bk``, the weighted mean ``Ak`` and the centred scatter ``Mk = sum v_k
     (z - Ak_k)(z - Ak_k)^T`` of each weighting ``v_k`` (each unit's ``s_i`` for
     ``"exact"``, one combined weighting for ``"shared"``). Everything runs in float64;
@@ -54,18 +54,18 @@ class UnitStatistics:
         if hessian not in HESSIANS:
             raise ValueError(f"hessian must be one of {HESSIANS}; got {hessian!r}.")
         self.hessian = hessian
-        self.ec = _ECStatistics()
+        self.ec = _ECStatistics(second_moments=False)  # B and A: C is EC's alone
         self.unit_scale = None  # shared form: 1 / E[s_i] on the first batch
         self.Bk = self.Ak = self.Mk = None
 
     def update(self, s: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None = None) -> None:
         """Add a batch: sensitivities ``s`` (n, out), inputs ``z`` (n, in), row weights ``w``."""
         s, z = s.detach(), z.detach()
-        self.ec.update(s, z, w)
+        raw, z = z, z.double()  # converted once for both
+        self.ec.update(s, raw, w, z)
         if w is not None:
             s = s * w.unsqueeze(1)
         v = (s if self.hessian == "exact" else self._combined(s)).double().clamp_min(0)
-        z = z.double()
         if self.Bk is None:
             m, d = v.shape[1], z.shape[1]
             self.Bk = torch.zeros(m, dtype=F64, device=z.device)
@@ -74,7 +74,7 @@ class UnitStatistics:
         batch_total = v.sum(0)
         seen = batch_total > 0
         batch_mean = (v.T @ z) / torch.where(seen, batch_total, 1.0).unsqueeze(1)
-        self._add_scatter(v, z, batch_mean)
+        self._add_scatter(v, z, batch_mean, raw)
         # Chan et al.'s merge of (total, mean, scatter): every term positive semi-definite
         total = self.Bk + batch_total
         safe_total = torch.where(total > 0, total, 1.0)
@@ -93,23 +93,36 @@ class UnitStatistics:
                                           0.0).to(s.dtype)
         return (s @ self.unit_scale).unsqueeze(1)
 
-    def _add_scatter(self, v, z, mean):
+    def _add_scatter(self, v, z, mean, raw):
         """``Mk[k] += sum v_k (z - mean_k)(z - mean_k)^T``: products about the batch's plain
         mean ``c`` (one matrix product for all weightings, in bounded temporaries), then
-        moved to each weighting's mean, ``- B_k (mean_k - c)(mean_k - c)^T``."""
-        n, d = z.shape
+        moved to each weighting's mean, ``- B_k (mean_k - c)(mean_k - c)^T``. ``raw``: the
+        batch ``z`` before its conversion to float64."""
         m = v.shape[1]
         c = z.mean(0)
-        centred = z - c
+        # an input centres to exact zeros (and adds nothing) iff it is constant over the
+        # batch and its mean is exactly that value: the product runs over the others (half
+        # of the 28x28 digits' pixels are constant), found on the narrower raw batch
+        constant = (raw == raw[:1]).all(0) & (c == z[:1]).all(0)
+        varying = torch.nonzero(~constant).squeeze(1)
+        whole = len(varying) == z.shape[1]
+        centred = z - c if whole else z[:, varying] - c[varying]
+        n, d = centred.shape
         budget = _PRODUCT_ELEMENTS // 2  # float64: the bytes of the float32 budget
         units = max(1, min(m, budget // max(1, n * d)))
         rows = max(1, min(n, budget // max(1, units * d)))
-        for u0 in range(0, m, units):
+        for u0 in range(0, m if d else 0, units):
             u1 = min(m, u0 + units)
+            scatter = None
             for r0 in range(0, n, rows):
                 zr = centred[r0 : r0 + rows]
                 weighted = (v[r0 : r0 + rows, u0:u1, None] * zr[:, None, :]).reshape(len(zr), -1)
-                self.Mk[u0:u1] += (zr.T @ weighted).reshape(d, u1 - u0, d).transpose(0, 1)
+                part = (zr.T @ weighted).reshape(d, u1 - u0, d).transpose(0, 1)
+                scatter = part if scatter is None else scatter + part
+            if whole:
+                self.Mk[u0:u1] += scatter
+            else:
+                self.Mk[u0:u1, varying.view(-1, 1), varying.view(1, -1)] += scatter
         offset = mean - c
         total = v.sum(0)
         self.Mk -= total.view(-1, 1, 1) * offset.unsqueeze(2) * offset.unsqueeze(1)
@@ -162,7 +175,10 @@ class RowMetric:
     def factor(self) -> torch.Tensor:
         """Lower Cholesky factor of every ``K`` (made to exist: :func:`robust_cholesky`)."""
         if self._factor is None:
-            self._factor, added = robust_cholesky(self.K)
+            self._factor = self._factor_coupled()
+            added = torch.zeros(self.K.shape[0], dtype=F64, device=self.K.device)
+            if self._factor is None:
+                self._factor, added = robust_cholesky(self.K)
             if bool((added > 0).any()):
                 eye = torch.eye(self.K.shape[1], dtype=F64, device=self.K.device)
                 self.K = self.K + added.view(-1, 1, 1) * eye
@@ -173,8 +189,37 @@ class RowMetric:
     def inverse(self) -> torch.Tensor:
         """``K^-1`` of every group (Cholesky), computed once."""
         if self._inverse is None:
-            self._inverse = torch.cholesky_inverse(self.factor())
+            L = self.factor()
+            coupled = self._coupled()
+            if coupled is None:
+                self._inverse = torch.cholesky_inverse(L)
+            else:  # the constant inputs' entries: (1 / L_jj)^2, as the full inverse has them
+                inverse = torch.diag_embed(torch.diagonal(L, dim1=1, dim2=2).reciprocal().square())
+                block = torch.cholesky_inverse(L[:, coupled][:, :, coupled])
+                inverse[:, coupled.view(-1, 1), coupled.view(1, -1)] = block
+                self._inverse = inverse
         return self._inverse
+
+    def _coupled(self):
+        """Indices of the inputs that are not constant, when one ``K`` has constant ones
+        (decoupled: its factor and inverse are worked out on the others), else None."""
+        if self.free is None or self.K.shape[0] != 1 or not bool(self.free.any()):
+            return None
+        return torch.nonzero(~self.free[0]).squeeze(1)
+
+    def _factor_coupled(self):
+        """:meth:`factor` of one ``K`` with constant inputs: their entries ``sqrt(K_jj)``
+        (what the full factorisation gives a decoupled input), the others' block factored
+        alone; None where that block needs added damping (the full path then decides)."""
+        coupled = self._coupled()
+        if coupled is None:
+            return None
+        block, added = robust_cholesky(self.K[:, coupled][:, :, coupled])
+        if bool((added > 0).any()):
+            return None
+        L = torch.diag_embed(torch.diagonal(self.K, dim1=1, dim2=2).sqrt())
+        L[:, coupled.view(-1, 1), coupled.view(1, -1)] = block
+        return L
 
     def relative_added_damping(self) -> float:
         """Largest ``added_damping`` relative to its ``K``'s mean diagonal (0: none)."""
@@ -255,7 +300,7 @@ def row_metric(stats: UnitStatistics, damp: float = 0.01, abs_floor: float = 1e-
     bias absorbs. ``damp = abs_floor = 0`` gives the undamped form (for tests). The
     factorisation adds damping only if ``K`` still does not factor (``added_damping``).
     """
-    B, A, C = stats.ec.means()
+    B, A, _ = stats.ec.means()
     alive = B > 0
     safe_B = torch.where(alive, B, torch.ones_like(B)).unsqueeze(1)
     zmean = torch.where(alive.unsqueeze(1), A / safe_B + stats.ec.shift.double(), 0.0)

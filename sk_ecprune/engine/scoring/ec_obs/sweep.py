@@ -30,7 +30,8 @@ import torch
 
 from .statistics import RowMetric, robust_cholesky
 
-__all__ = ["ORDERS", "SweepPlan", "search_threshold", "sweep", "sweep_counts", "sweep_plan"]
+__all__ = ["ORDERS", "SweepPlan", "decoupled_costs", "search_threshold", "sweep", "sweep_counts",
+           "sweep_margins", "sweep_plan"]
 
 F64 = torch.float64
 ORDERS = ("auto", "row", "layer")
@@ -42,11 +43,13 @@ MAX_ROW_FACTOR_FLOPS = 2**31
 
 @dataclass
 class SweepPlan:
-    """Row ``i`` is swept in the column order ``perm[i]`` with the factor ``U[fid[i]]``."""
+    """Row ``i`` is swept in the column order ``perm[i]`` with the factor ``U[fid[i]]``;
+    the first ``decoupled`` columns have no off-diagonal entry in any factor."""
 
     U: torch.Tensor
     fid: torch.Tensor
     perm: torch.Tensor
+    decoupled: int = 0
 
     def to_sweep(self, x: torch.Tensor) -> torch.Tensor:
         return torch.gather(x, 1, self.perm)
@@ -75,17 +78,43 @@ def sweep_plan(metric: RowMetric, costs: torch.Tensor, order: str = "auto") -> S
     first_row.scatter_reduce_(0, fid, torch.arange(n, device=device), "amin",
                               include_self=False)
     U = torch.empty(len(pairs), d, d, dtype=F64, device=device)
+    lead = _free_lead(metric, perm, first_row)
     step = max(1, 2**24 // (d * d))
     for f0 in range(0, len(pairs), step):
         rows = first_row[f0 : f0 + step]
         p = perm[rows]
-        sub = P[metric.group[rows].view(-1, 1, 1), p.unsqueeze(2), p.unsqueeze(1)]
-        # (K_pp)^-1 = (K^-1)_pp; robust: a block of an ill-conditioned K^-1 may need a ridge
-        U[f0 : f0 + step] = robust_cholesky(sub, upper=True)[0]
-    return SweepPlan(U, fid, perm.contiguous())
+        # (K_pp)^-1 = (K^-1)_pp, gathered rows first, then columns
+        sub = torch.gather(P[metric.group[rows].view(-1, 1), p], 2,
+                           p.unsqueeze(1).expand(-1, d, -1))
+        U[f0 : f0 + step], lead = _upper_factor(sub, lead)
+    return SweepPlan(U, fid, perm.contiguous(), lead)
 
 
-def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
+def _free_lead(metric, perm, first_row):
+    """How many leading columns of every factor's order are constant inputs
+    (``metric.free``: decoupled in ``K``, single cost 0, so they lead every order)."""
+    if metric.free is None:
+        return 0
+    free = metric.free[metric.group[first_row]]  # (factors, d): each factor's row's inputs
+    return int(torch.cumprod(torch.gather(free, 1, perm[first_row]).to(torch.int8), 1)
+               .sum(1).min())
+
+
+def _upper_factor(sub, lead):
+    """``(U, lead)``: upper Cholesky factors of ``sub``, robust (a block of an
+    ill-conditioned ``K^-1`` may need a ridge). Its first ``lead`` rows and columns, where
+    they are decoupled (checked: no off-diagonal entry), get the full factorisation's
+    ``sqrt`` of the diagonal, and only the rest is factored; else ``lead`` drops to 0."""
+    if lead and not bool((torch.triu(sub[:, :lead], 1) != 0).any()):
+        rest, added = robust_cholesky(sub[:, lead:, lead:], upper=True)
+        if not bool((added > 0).any()):
+            U = torch.diag_embed(torch.diagonal(sub, dim1=1, dim2=2).sqrt())
+            U[:, lead:, lead:] = rest
+            return U, lead
+    return robust_cholesky(sub, upper=True)[0], 0
+
+
+def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32, decoupled=0):
     """One sweep of every row at threshold ``tau`` (a float or one per row).
 
     ``forced`` entries (already removed) are removed whatever their cost. With ``cap``, at
@@ -97,8 +126,53 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
     copies of :func:`sweep_counts`) is broadcast, never gathered per row, and each column
     is one contiguous slice. Within a block of columns each removal updates the block's
     later columns (one fused operation per column); the columns after the block receive
-    the block's errors at once, as one matrix product.
+    the block's errors at once, as one matrix product. The first ``decoupled`` columns
+    (no off-diagonal entry in ``U``: :attr:`SweepPlan.decoupled`) are decided at once.
     """
+    removed, X, _ = _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled)
+    return removed, X
+
+
+def sweep_margins(U, fid, x0, beta, tau, forced, block=32, decoupled=0):
+    """:func:`sweep` (no cap) and, per row, the thresholds between which it decides the
+    same outside its ``decoupled`` lead: ``(removed, below, above)``, every row's decisions
+    on its later columns unchanged for any threshold in ``[below, above)`` (the decoupled
+    columns' costs depend on nothing: :func:`decoupled_costs` counts them at any threshold).
+
+    A sweep's arithmetic depends on the threshold only through its comparisons ``cost <=
+    tau``, and each cost only on the decisions before it; so the row decides alike for
+    every threshold that sits on the same side of each cost it met: ``below`` is the
+    largest cost it removed (by the threshold, forced entries aside), ``above`` the
+    smallest it kept (``-inf`` / ``inf`` when there is none).
+    """
+    removed, _, costs = _run_sweep(U, fid, x0, beta, tau, forced, None, block, decoupled,
+                                   margins=True)
+    n = x0.shape[0]
+    if not torch.is_tensor(tau):
+        tau = torch.full((n,), float(tau), dtype=F64, device=x0.device)
+    # contiguous, like the costs (d, n): elementwise work on a transposed view is slow
+    compared = (~forced.T.contiguous() if bool(forced.any())
+                else torch.ones_like(costs, dtype=torch.bool))
+    compared[:decoupled] = False
+    below = torch.where((costs <= tau) & compared, costs, -torch.inf).amax(0)
+    above = torch.where((costs > tau) & compared, costs, torch.inf).amin(0)  # NaN: neither
+    return removed, below, above
+
+
+def decoupled_costs(plan: SweepPlan, x0, beta):
+    """``(n, plan.decoupled)``: the costs the sweep meets in its decoupled lead, computed as
+    it computes them; they depend on no threshold and no other decision."""
+    p = plan.decoupled
+    x = plan.to_sweep(x0)[:, :p].double()
+    x = torch.where((beta > 0).unsqueeze(1), x, 0.0)  # a dead row is held at 0
+    pivots = torch.diagonal(plan.U[:, :p, :p], dim1=1, dim2=2)[plan.fid]
+    return torch.square(x / pivots).mul_(beta.double().unsqueeze(1))
+
+
+def _run_sweep(U, fid, x0, beta, tau, forced, cap, block, decoupled=0, margins=False,
+               weights=True):
+    """:func:`sweep`'s work; also the (d, n) costs met when ``margins`` (else None); no
+    weights (None) when neither ``weights`` nor ``margins``."""
     n, d = x0.shape
     device = x0.device
     if not torch.is_tensor(tau):
@@ -110,22 +184,52 @@ def sweep(U, fid, x0, beta, tau, forced, cap=None, block=32):
     x = x0.double() if all_live else torch.where(live.unsqueeze(1), x0.double(), 0.0)
     XT = x.T.reshape(shape).clone()  # a dead row's errors are zero: its x is held at 0
     removed_t = torch.zeros(shape, dtype=torch.bool, device=device)
+    costs_t = torch.empty(shape, dtype=F64, device=device) if margins else None
     rows = (beta.double().view(shape[1:]), tau.view(shape[1:]))
     forced_t = forced.T.reshape(shape) if bool(forced.any()) else None
     limit = None if cap is None else _Cap(cap, forced)
-    for j0 in range(0, d, block):
-        j1 = min(d, j0 + block)
-        capped = limit is not None and limit.may_bind(j0, j1, n)
-        errors = _sweep_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t, forced_t,
-                              limit if capped else None)
-        if limit is not None and not capped:
-            limit.count += int(removed_t[j0:j1].sum())
+    p = decoupled if limit is None or not limit.may_bind(0, max(decoupled, 1), n) else 0
+    if p:
+        _decide_decoupled(XT[:p], source(0, p, 0, p), rows, removed_t[:p],
+                          None if forced_t is None else forced_t[:p],
+                          None if costs_t is None else costs_t[:p])
+        if limit is not None:
+            limit.count += int(removed_t[:p].sum())
+    # the blocks after the decoupled columns keep their usual boundaries
+    starts = ([p] if p < d and p % block else []) + [j for j in range(0, d, block) if j >= p]
+    for j0 in starts:
+        j1 = min(d, (j0 // block + 1) * block)
+        if limit is not None and limit.may_bind(j0, j1, n):
+            errors = _capped_block(XT, source(j0, j1, j0, j1), j0, rows, removed_t,
+                                   forced_t, limit)
+        else:  # the forced entries folded into the threshold (+inf: removed at any cost)
+            block_rows = rows if forced_t is None else (rows[0], torch.where(
+                forced_t[j0:j1], torch.inf, rows[1]))
+            errors = _sweep_block(XT, source(j0, j1, j0, j1), j0, block_rows, removed_t, None,
+                                  None, costs_t)
+            if limit is not None:
+                limit.count += int(removed_t[j0:j1].sum())
         if j1 < d:  # the block's errors reach the later columns in one product
             _spread(XT[j1:], errors, source(j0, j1, j1, d))
     removed = removed_t.view(d, n).T.contiguous()
-    X = XT.view(d, n).T
-    X = X.clone() if all_live else torch.where(live.unsqueeze(1), X, x0.double())
-    return removed, X.masked_fill_(removed, 0.0)
+    if margins or not weights:  # the counts need no weights
+        return removed, None, None if costs_t is None else costs_t.view(d, n)
+    X = XT.view(d, n).T.contiguous()
+    X = X if all_live else torch.where(live.unsqueeze(1), X, x0.double())
+    return removed, X.masked_fill_(removed, 0.0), None
+
+
+def _decide_decoupled(XT, Ub, rows, removed_t, forced_t, costs_t):
+    """Columns without coupling, in place: each column's cost and decision as
+    :func:`_sweep_block` makes them (elementwise, so the same numbers), all at once."""
+    beta, tau = rows
+    pivots = torch.diagonal(Ub, dim1=1, dim2=2).T  # (columns, F)
+    pivots = pivots if XT.dim() == 2 else pivots.unsqueeze(1)
+    scaled = XT / pivots
+    cost = torch.square(scaled, out=costs_t).mul_(beta)
+    torch.le(cost, tau, out=removed_t)
+    if forced_t is not None:
+        removed_t |= forced_t
 
 
 def _factor_layout(U, fid, n):
@@ -163,8 +267,9 @@ class _Cap:
         return self.count + n * (j1 - j0) + self.forced_after[j1 - 1] > self.cap
 
 
-def _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit):
-    """Columns ``j0:j0 + B`` of :func:`sweep`, in place; returns the block's errors."""
+def _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit, costs_t=None):
+    """Columns ``j0:j0 + B`` of :func:`sweep`, in place (the costs met into ``costs_t``
+    when given); returns the block's errors."""
     beta, tau = rows
     width = Ub.shape[1]
     Xb = XT[j0 : j0 + width]
@@ -175,16 +280,40 @@ def _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit):
     zero = torch.zeros((), dtype=F64, device=Ub.device)
     columns, decided, error_columns = (Xb.unbind(0), removed_t[j0 : j0 + width].unbind(0),
                                        errors.unbind(0))
+    cost_columns = [None] * width if costs_t is None else costs_t[j0 : j0 + width].unbind(0)
+    taus = tau.unbind(0) if tau.dim() == Xb.dim() else [tau] * width  # per entry or row
     for jj in range(width):
         scaled = columns[jj] / pivots[jj]
-        cost = scaled.square().mul_(beta)
-        remove = torch.le(cost, tau, out=decided[jj])
+        cost = torch.square(scaled, out=cost_columns[jj]).mul_(beta)
+        remove = torch.le(cost, taus[jj], out=decided[jj])
         if forced_t is not None or limit is not None:
             _forced_and_capped(remove, cost, j0 + jj, forced_t, limit)
         error = torch.where(remove, scaled, zero, out=error_columns[jj])
         if jj + 1 < width:
             Xb[jj + 1 :].addcmul_(tails[jj, jj + 1 :], error, value=-1.0)
     return errors
+
+
+def _capped_block(XT, Ub, j0, rows, removed_t, forced_t, limit):
+    """A block where the cap may bind: swept without it and kept if the cap held at every
+    column (it did if it holds after the block's last one), else swept again column by
+    column within the cap. With no room left, only the forced entries go: the threshold
+    that removes nothing else (-inf) gives the capped sweep's decisions in one pass."""
+    j1 = j0 + Ub.shape[1]
+    beta, tau = rows
+    if limit.room(j0) <= 0:  # the room stays where it is while only forced entries go
+        errors = _sweep_block(XT, Ub, j0, (beta, torch.full_like(tau, -torch.inf)),
+                              removed_t, forced_t, None)
+        limit.count += int(removed_t[j0:j1].sum())
+        return errors
+    before = XT[j0:j1].clone()
+    errors = _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, None)
+    taken = int(removed_t[j0:j1].sum())
+    if limit.count + taken + limit.forced_after[j1 - 1] <= limit.cap:
+        limit.count += taken
+        return errors
+    XT[j0:j1] = before
+    return _sweep_block(XT, Ub, j0, rows, removed_t, forced_t, limit)
 
 
 def _forced_and_capped(remove, cost, j, forced_t, limit):
@@ -209,26 +338,43 @@ def _within_cap(remove, cost, room):
 
 
 def sweep_counts(plan: SweepPlan, x0, beta, taus, forced, block=32, max_elements=2**25,
-                 sizes=None):
+                 sizes=None, spans=False):
     """Removals of :func:`sweep` at each threshold of ``taus``: the thresholds run as
     stacked copies of the rows (a sweep's cost is per-column overhead, not arithmetic).
     With ``sizes`` (row counts of consecutive groups, e.g. layers swept together), each
-    threshold's count per group instead of the total."""
+    threshold's count per group instead of the total. With ``spans``, also each
+    threshold's ``(low, high, rest)`` (per group with ``sizes``): ``rest`` removals outside
+    the plan's decoupled lead for every threshold in ``[low, high)`` (:func:`sweep_margins`;
+    the lead's removals at any threshold follow from :func:`decoupled_costs`); returns
+    ``(counts, spans)``."""
     n, d = x0.shape
     xp, fp = plan.to_sweep(x0), plan.to_sweep(forced)
     per = max(1, max_elements // max(1, n * d * (1 if plan.U.shape[0] == 1 else block)))
     grouped = sizes is not None
     sizes = list(sizes) if grouped else [n]
-    counts = []
+    counts, intervals = [], []
     for t0 in range(0, len(taus), per):
         chunk = taus[t0 : t0 + per]
         tau = torch.tensor(chunk, dtype=F64, device=x0.device).repeat_interleave(n)
-        removed, _ = sweep(plan.U, plan.fid.repeat(len(chunk)), xp.repeat(len(chunk), 1),
-                           beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1), block=block)
+        stacked = (plan.U, plan.fid.repeat(len(chunk)), xp.repeat(len(chunk), 1),
+                   beta.repeat(len(chunk)), tau, fp.repeat(len(chunk), 1))
+        if not spans:
+            removed = _run_sweep(*stacked, None, block, plan.decoupled, weights=False)[0]
+            per_row = removed.view(len(chunk), n, d).sum(2)
+            per_group = torch.stack([part.sum(1) for part in per_row.split(sizes, 1)], 1)
+            counts += per_group.tolist() if grouped else per_group[:, 0].tolist()
+            continue
+        removed, below, above = sweep_margins(*stacked, block, plan.decoupled)
         per_row = removed.view(len(chunk), n, d).sum(2)
         per_group = torch.stack([part.sum(1) for part in per_row.split(sizes, 1)], 1)
+        rest_row = removed.view(len(chunk), n, d)[:, :, plan.decoupled:].sum(2)
+        rest = torch.stack([part.sum(1) for part in rest_row.split(sizes, 1)], 1)
+        low = torch.stack([p.amax(1) for p in below.view(len(chunk), n).split(sizes, 1)], 1)
+        high = torch.stack([p.amin(1) for p in above.view(len(chunk), n).split(sizes, 1)], 1)
         counts += per_group.tolist() if grouped else per_group[:, 0].tolist()
-    return counts
+        pairs = torch.stack([low, high, rest.double()], 2).tolist()  # (chunk, groups, 3)
+        intervals += [[tuple(g) for g in row] if grouped else tuple(row[0]) for row in pairs]
+    return (counts, intervals) if spans else counts
 
 
 def search_threshold(count_many, target: int, tau0: float, tolerance: int = 0,
