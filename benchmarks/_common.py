@@ -30,7 +30,8 @@ PDE_SMALL, PDE_WIDE = (32, 32, 32), (64, 32, 32, 16, 16)
 def classification_task(name, dataset, *, seeds, ratios, methods=(), hidden=(32, 32),
                         nonlinear_seeds=None, nonlinear_ratios=None, epochs=15, batch_size=32,
                         n_rows=None):
-    """A task of the paper's classification setting (digits or its 28x28 upsampling)."""
+    """A task of the paper's classification setting (digits, its 28x28 upsampling, or
+    ``"breast_cancer"``, standardised)."""
     return dict(name=name, kind="classification", dataset=dataset, hidden=tuple(hidden),
                 noise=None, seeds=list(seeds), ratios=list(ratios), methods=list(methods),
                 nonlinear_seeds=nonlinear_seeds, nonlinear_ratios=nonlinear_ratios,
@@ -58,6 +59,10 @@ def load_task_data(task):
 
             X, y = load_digits(return_X_y=True)
             X = (X / 16.0).astype(np.float32)
+        elif task["dataset"] == "breast_cancer":
+            from sklearn.datasets import load_breast_cancer
+
+            X, y = load_breast_cancer(return_X_y=True)
         else:
             from sk_ecprune.datasets import load_digits_28x28
 
@@ -66,6 +71,11 @@ def load_task_data(task):
             X, y = X[: task["n_rows"]], y[: task["n_rows"]]
         X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y,
                                                   random_state=0)
+        if task["dataset"] == "breast_cancer":  # standardised on the training split
+            from sklearn.preprocessing import StandardScaler
+
+            scaler = StandardScaler().fit(X_tr)
+            X_tr, X_te = (scaler.transform(X).astype(np.float32) for X in (X_tr, X_te))
         return X_tr, X_te, y_tr, y_te, None
     from sk_ecprune.datasets import make_diffusion_sorption
 
@@ -122,16 +132,21 @@ PAPER_TRAINING = dict(activation="prelu", optimizer="adam", lr=1e-3, n_iter_no_c
 def make_estimator(task, **params):
     """The paper's estimator for ``task`` (15 + 15 epochs, Adam, PReLU, every epoch run, no
     weight penalty), one-shot Euclidean EC unless ``params`` say otherwise; the regressor
-    behind a ``StandardScaler``."""
+    behind a ``StandardScaler``.
+
+    A task may set its own protocol: ``dense_epochs`` (the dense stage's ``max_epochs``;
+    default ``epochs``, which is then the fine-tuning's) and ``params`` (estimator parameters
+    of every fit of the task, e.g. ``early_stopping``), both below ``params`` here."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from sk_ecprune import PrunedMLPClassifier, PrunedMLPRegressor
 
     base = dict(PAPER_TRAINING, hidden_layer_sizes=task["hidden"],
-                max_epochs=task["epochs"], finetune_epochs=task["epochs"],
-                batch_size=task["batch_size"], scope="global", output_metric="euclidean",
-                prune_steps=1, gradual=False)
+                max_epochs=task.get("dense_epochs", task["epochs"]),
+                finetune_epochs=task["epochs"], batch_size=task["batch_size"], scope="global",
+                output_metric="euclidean", prune_steps=1, gradual=False)
+    base.update(task.get("params", {}))
     base.update(params)
     if task["kind"] == "classification":
         return PrunedMLPClassifier(**base)
