@@ -33,7 +33,7 @@ from ..engine import (
     prune_model,
     to_sparse,
 )
-from ._build import build_net, stage_callbacks, validation_fraction
+from ._build import build_net, stage_callbacks, validation_fraction, validation_rows
 from ._cache import fit_dense_cached
 from ._callbacks import HoldRemovedWeights, RaiseOnDivergence, TrainingDiverged
 from ._data import net_inputs, to_tensor
@@ -281,7 +281,7 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
         if not self.early_stopping:
             return
         fraction = validation_fraction(self)
-        n_valid = int(np.ceil(fraction * n_samples))  # as skorch's split counts them
+        n_valid = validation_rows(self, n_samples)
         if n_valid < 2 or n_valid >= n_samples:
             raise ValueError(
                 f"The validation set is too small or leaves nothing to train on: "
@@ -291,8 +291,8 @@ class _BasePrunedMLP(NestedParamsMixin, BaseEstimator):
             )
 
     def _fit_dense(self, data):
-        """Stage 1: initialise and train the dense network for ``max_epochs`` (fewer with
-        ``early_stopping``, which then restores its best epoch).
+        """Stage 1: initialise and train the dense network for ``max_epochs`` (fewer where
+        the stopping rule ends it; ``early_stopping`` then restores its best epoch).
 
         With ``memory`` and a fixed ``random_state``, the trained network (module,
         optimizer, history and batch-order generator state after training) is loaded from

@@ -30,6 +30,7 @@ __all__ = [
     "stopping_callbacks",
     "has_fused_kernels",
     "validation_fraction",
+    "validation_rows",
 ]
 
 #: Smallest batch for prediction and evaluation: outputs do not depend on it.
@@ -133,14 +134,20 @@ def validation_fraction(estimator):
     return estimator.validation_fraction
 
 
+def validation_rows(estimator, n_samples):
+    """How many of ``n_samples`` rows the validation split holds out (0 without one):
+    ``ceil(fraction * n_samples)``, as skorch's split counts them."""
+    fraction = validation_fraction(estimator)
+    return int(np.ceil(fraction * n_samples)) if fraction else 0
+
+
 def effective_batch_size(estimator, n_samples):
     """The mini-batch size of the training: ``batch_size``, or for ``"auto"``
     ``min(200, n_train)`` with ``n_train`` the rows left after the validation split (as
     scikit-learn's MLP counts them)."""
     if estimator.batch_size != "auto":
         return int(estimator.batch_size)
-    fraction = validation_fraction(estimator)
-    n_train = n_samples - (int(np.ceil(fraction * n_samples)) if fraction else 0)
+    n_train = n_samples - validation_rows(estimator, n_samples)
     return max(1, min(AUTO_BATCH_SIZE, n_train))
 
 
